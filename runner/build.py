@@ -1,0 +1,51 @@
+"""Every object built from config, in one place: the task, its model, the optimizers with their
+schedules, and the tracker. Config says which class and which numbers (`_target_`,
+`_partial_: true`); this module passes the live objects (runtime, parameters, optimizers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from runner.device import Runtime
+from runner.optim import OptimizerSet
+from runner.task import Task
+from runner.validate import RUNNER_KEYS
+
+
+def _without(node: DictConfig, keys: Sequence[str]) -> DictConfig:
+    return OmegaConf.masked_copy(node, [k for k in node if k not in keys])
+
+
+def task(cfg: DictConfig, runtime: Runtime) -> Task:
+    factory = instantiate(_without(cfg.task, ["models"]))
+    return factory(runtime=runtime, model=instantiate(cfg.model))
+
+
+def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
+    """One optimizer set per trained module, each with the selected schedule."""
+    node = _without(cfg.optim, ["aux", "create_graph"])
+    aux = cfg.optim.get("aux")
+    sets = {
+        role: OptimizerSet(module, instantiate(node), instantiate(aux) if aux is not None else None,
+                           create_graph=bool(cfg.optim.get("create_graph", False)))
+        for role, module in task.models().items()
+    }
+    schedule = instantiate(cfg.sched)
+    for s in sets.values():
+        s.schedule(schedule)
+    return sets
+
+
+def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None):
+    factory = instantiate(cfg.logger)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    user_group = cfg.logger.get("group")
+    return factory(run_dir=run_dir, config=config, name=name,
+                   tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group)
+
+
+assert {"aux", "create_graph", "models"} <= RUNNER_KEYS  # keys stripped here are known to validation

@@ -1,0 +1,91 @@
+"""The step loop: counts steps, decides when to measure, log and evaluate, keeps the clocks.
+
+Between log steps the loop does nothing but call the task's step: metric values stay on the
+device and are transferred once per `log_every` steps (one host-device sync). Evaluation and
+sharpness measurements are excluded from training time, and the device is synchronised
+around every clock reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+
+from runner.device import Runtime
+from runner.optim import OptimizerSet
+from runner.sharpness import top_hessian_eigenvalue
+from runner.task import Task
+
+Emit = Callable[[dict[str, float]], str | None]  # returns a reason when the run diverged
+
+
+class Clock:
+    """Training time: wall time minus what was spent in paused sections."""
+
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.start = time.perf_counter()
+        self.paused_total = 0.0
+
+    def train_time(self) -> float:
+        self.rt.sync()
+        return time.perf_counter() - self.start - self.paused_total
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.start
+
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        self.rt.sync()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.rt.sync()
+            self.paused_total += time.perf_counter() - t0
+
+
+def to_host(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
+    """One transfer for all tensor values (a single sync), floats passed through."""
+    keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
+    host = torch.stack([values[k].detach().float().reshape(()) for k in keys]).tolist() if keys else []
+    return {**{k: float(v) for k, v in values.items() if k not in keys}, **dict(zip(keys, host))}
+
+
+def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit, *, log_every: int,
+          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20) -> tuple[int, str | None]:
+    """Run the task's budget. Returns (last step, divergence reason or None)."""
+    clock = Clock(rt)
+    last_step, last_time = 0, 0.0
+    total = task.total_steps
+    for step in range(1, total + 1):
+        measure = step % log_every == 0 or step == total
+        out = task.train_step(opts, measure)
+        if not (measure or step % eval_every == 0):
+            continue
+        record = dict(out)
+        if sharpness_every and step % sharpness_every == 0:
+            with clock.pause():
+                params = [p for o in opts.values() for p in o.params]
+                record["train/sharpness"] = top_hessian_eigenvalue(task.sharpness_loss(), params, sharpness_iters)
+        if step % eval_every == 0 or step == total:
+            with clock.pause():
+                for o in opts.values():
+                    o.eval()
+                record.update(to_host(task.evaluate()))
+                for o in opts.values():
+                    o.train()
+        values = to_host(record)
+        now = clock.train_time()
+        for role, o in opts.items():
+            values["train/lr" if role == "model" else f"train/lr_{role}"] = o.lr
+        values["time/elapsed_s"] = now
+        values["time/step_s"] = (now - last_time) / (step - last_step)
+        last_step, last_time = step, now
+        reason = emit({"step": step, "time_s": clock.wall(), **values})
+        if reason:
+            return step, reason
+    return total, None

@@ -1,0 +1,147 @@
+"""One run, start to finish: validate, build, train, and always leave a complete run folder.
+
+Whatever the ending (completed, diverged, failed, interrupted), `summary.json` is written, the
+tracker is finished with the real exit code, and the terminal shows a summary table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, open_dict
+from rich.console import Console
+
+from runner import build
+from runner.convergence import fit_tail
+from runner.device import Runtime
+from runner.loop import train
+from runner.metrics import History, MetricsFile, write_json_atomic
+from runner.progress import Reporter, summary_table
+from runner.tracker import NullTracker
+from runner.validate import ConfigError, validate
+
+log = logging.getLogger(__name__)
+console = Console()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def describe(hc: Any) -> tuple[str, list[str], str | None]:
+    """wandb name (the overrides, seed left out), tags (task, optim, model) and sweep group."""
+    overrides = [o for o in hc.overrides.task if not o.startswith("seed=")]
+    tags = [hc.runtime.choices.get(g) for g in ("task", "optim", "model")]
+    group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    return " ".join(overrides) or "default", [t for t in tags if t], group
+
+
+class Recorder:
+    """Fans each record out to metrics.jsonl, the summary's history, the tracker and the terminal."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, primary: str, total: int, tracker: Any, name: str):
+        self.history = History(primary, cfg.metrics.targets)
+        self.file = MetricsFile(run_dir / "metrics.jsonl")
+        self.tracker, self.factor = tracker, cfg.metrics.diverge_factor
+        self.reporter = Reporter(console, total, name)
+
+    def emit(self, record: dict[str, float]) -> str | None:
+        self.file.write(record)
+        self.history.add(record)
+        self.tracker.log(record)
+        self.reporter.update(record)
+        return diverged(record, self.history, self.factor)
+
+    def close(self) -> None:
+        self.reporter.close()
+        self.file.close()
+
+
+def run(cfg: DictConfig) -> int:
+    """Run one experiment in Hydra's output folder; return the process exit code."""
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    summary: dict[str, Any] = {"status": "failed", "error": None, "steps": 0, "wall_time_s": 0.0,
+                               "device": str(cfg.device), "run_dir": str(run_dir)}
+    tracker, rec, exit_code = NullTracker(), None, 1
+    t0 = time.perf_counter()
+    try:
+        validate(cfg, hc.runtime.choices)
+        rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile)
+        summary["device"] = str(rt.device)
+        seed_everything(cfg.seed)
+        task = build.task(cfg, rt)
+        with open_dict(cfg):
+            cfg.total_steps = task.total_steps
+        opts = build.optimizers(cfg, task)
+        summary["optimizer_split"] = {role: o.split for role, o in opts.items()}
+        for role, o in opts.items():
+            console.print(f"optimizer for {role}: {o.describe()}", highlight=False)
+        name, tags, group = describe(hc)
+        tracker = build.tracker(cfg, run_dir, name, tags, group)
+        rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name)
+        steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                              sharpness_every=cfg.metrics.sharpness_every,
+                              sharpness_iters=cfg.metrics.sharpness_iters)
+        summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
+        exit_code = 0
+    except ConfigError as e:
+        summary["error"] = str(e)
+        console.print("[red]invalid config[/]:\n" + "\n".join(f"  - {p}" for p in e.problems), highlight=False)
+    except KeyboardInterrupt:
+        summary.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
+        exit_code = 130
+    except Exception as e:  # noqa: BLE001 - a failed run is recorded and reported, not re-raised
+        log.exception("run failed")
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        summary["error"] = f"{type(e).__name__}: {first_line} (traceback in {run_dir / 'runner.log'})"
+    finally:
+        if rec is not None:
+            rec.close()
+        finish(cfg, summary, rec.history if rec else None, tracker, exit_code, time.perf_counter() - t0)
+    if exit_code == 130:
+        raise KeyboardInterrupt  # a Ctrl-C stops a sweep too, after this run's folder is complete
+    return exit_code
+
+
+def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tracker: Any,
+           exit_code: int, wall: float) -> None:
+    """Write summary.json, close the tracker with the exit code, show the summary table."""
+    history = history or History(cfg.metrics.primary or "", {})
+    if summary["status"] in ("failed", "interrupted"):
+        summary["steps"] = history.last_step
+    conv = {"conv/metric": history.primary,
+            **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds)}
+    summary.update(wall_time_s=wall, final=history.final, best=history.best, convergence=conv,
+                   targets=history.reached)
+    write_json_atomic(Path(summary["run_dir"]) / "summary.json", summary)
+    tracker.summarize({**{f"final/{k}": v for k, v in history.final.items()},
+                       **{f"best/{k}": v for k, v in history.best.items()},
+                       **{k: v for k, v in conv.items() if v is not None},
+                       "status": summary["status"], "steps": summary["steps"]})
+    tracker.finish(exit_code)
+    console.print(summary_table(summary, Path(summary["run_dir"])))
+    console.print(f"run folder: {summary['run_dir']}", highlight=False)
+
+
+def diverged(record: dict[str, float], history: History, factor: float) -> str | None:
+    """Why the run counts as diverged at this record (NaN/Inf, or the primary metric blew up)."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
+    if bad:
+        return f"diverged at step {record['step']}: {', '.join(bad)} not finite"
+    first, value = history.first_value(), record.get(history.primary)
+    if first and value is not None and value > factor * first:
+        return (f"diverged at step {record['step']}: {history.primary}={value:.3g} "
+                f"> {factor:g} x its first value {first:.3g}")
+    return None

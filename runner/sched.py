@@ -1,0 +1,30 @@
+"""Learning-rate schedules that torch builds from two pieces or from the optimizer's own lr.
+
+`conf/sched/*.yaml` point at torch's classes directly where one class is the schedule
+(`ConstantLR`, `CosineAnnealingLR`, `LinearLR`); these factories cover the two that are not.
+Every schedule is relative to each optimizer's own lr, so Muon and its AdamW side keep their ratio.
+"""
+
+from __future__ import annotations
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
+
+
+def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup: float = 0.05,
+                  start_factor: float = 0.01, eta_min: float = 0.0) -> LRScheduler:
+    """Linear warmup over the first `warmup` fraction of the steps, then cosine decay."""
+    n_warm = max(1, round(warmup * total_steps))
+    ramp = LinearLR(optimizer, start_factor=start_factor, end_factor=1.0, total_iters=n_warm)
+    decay = CosineAnnealingLR(optimizer, T_max=max(1, total_steps - n_warm), eta_min=eta_min)
+    return SequentialLR(optimizer, [ramp, decay], milestones=[n_warm])
+
+
+def onecycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.25, div_factor: float = 25.0,
+             final_div_factor: float = 1e4, anneal_strategy: str = "cos") -> LRScheduler:
+    """Smith's one-cycle policy peaking at each group's configured lr. Momentum is left alone
+    (`cycle_momentum=False`) so it works with every optimizer, not only those with momentum."""
+    peak = [g["lr"] for g in optimizer.param_groups]
+    return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct_start,
+                      div_factor=div_factor, final_div_factor=final_div_factor,
+                      anneal_strategy=anneal_strategy, cycle_momentum=False)

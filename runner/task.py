@@ -1,0 +1,40 @@
+"""The contract between the runner and a task (`tasks/*.py`).
+
+A task is a plain class built from `conf/task/<name>.yaml`. The runner calls it with the live
+objects it owns (runtime, model factory); the task owns data, forward, loss, backward and the
+`opt.step()` calls, in reading order, in its own file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from runner.optim import OptimizerSet
+
+Metrics = Mapping[str, "torch.Tensor | float"]
+
+
+class Task(Protocol):
+    primary: str
+    """Name of the metric that goes to zero at the solution; its tail is fitted."""
+
+    total_steps: int
+    """The run's budget in optimisation steps (from epochs or steps in the task config)."""
+
+    def models(self) -> Mapping[str, nn.Module]:
+        """The trained modules by role: {"model": net}, {"generator": G, "discriminator": D}, ..."""
+        ...
+
+    def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> Metrics:
+        """One optimisation step. With `measure`, return this step's metrics as device tensors;
+        the runner transfers them to the host once per `log_every` steps."""
+        ...
+
+    def evaluate(self) -> Metrics:
+        """Held-out evaluation (`eval/*`), as device tensors or floats."""
+        ...

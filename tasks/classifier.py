@@ -1,0 +1,152 @@
+"""Image classification by minibatch (or full-batch) gradient methods: digits, MNIST, CIFAR.
+
+    runner task=digits                 # the default experiment, offline
+    runner task=cifar optim=muon       # CIFAR-10, fastnet, Muon
+
+The whole dataset lives on the device as one tensor; every step draws the next slice of a
+per-epoch random permutation, augments it on the device (CIFAR: random crop with padding and
+horizontal flip, in batch) and takes one optimizer step. Primary convergence metric:
+`train/grad_norm`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from runner.device import Runtime
+from runner.optim import OptimizerSet
+from tasks.datasets import ImageData
+
+
+class Classifier:
+    primary = "train/grad_norm"
+
+    def __init__(
+        self,
+        dataset: Callable[..., ImageData],
+        runtime: Runtime,
+        model: Callable[..., nn.Module],
+        batch_size: int = 128,
+        epochs: float | None = None,
+        steps: int | None = None,
+        label_smoothing: float = 0.0,
+        augment: bool = False,
+        crop_padding: int = 4,
+        eval_batch_size: int = 2000,
+        sharpness_batch: int = 512,
+    ):
+        self.rt = runtime
+        data = dataset()
+        dev = runtime.device
+        # Standardise with the training set's per-channel statistics, once, on the device.
+        mean = data.x_train.mean(dim=(0, 2, 3), keepdim=True)
+        std = data.x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        self.fmt = fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
+        self.x_train = ((data.x_train - mean) / std).to(dev).contiguous(memory_format=fmt)
+        self.y_train = data.y_train.to(dev)
+        self.x_test = ((data.x_test - mean) / std).to(dev).contiguous(memory_format=fmt)
+        self.y_test = data.y_test.to(dev)
+        self.n = len(self.y_train)
+        self.batch_size = min(batch_size, self.n)
+        self.steps_per_epoch = self.n // self.batch_size  # the last partial batch is dropped
+        self.total_steps = int(steps) if steps is not None else max(1, round(epochs * self.steps_per_epoch))
+        self.label_smoothing = label_smoothing
+        self.augment = augment
+        self.pad = crop_padding
+        self.eval_batch_size = eval_batch_size
+
+        self.net = runtime.place(model(in_shape=tuple(self.x_train.shape[1:]), num_classes=data.num_classes))
+        self.forward = runtime.forward_fn(self.net)
+        self.sharp_x, self.sharp_y = self.x_train[:sharpness_batch], self.y_train[:sharpness_batch]
+        self._order = torch.empty(0, dtype=torch.long, device=dev)
+        self._pos = 0
+
+    @staticmethod
+    def check(cfg: DictConfig) -> list[str]:
+        """Problems with this task's config that can be seen before loading anything."""
+        problems = []
+        if (cfg.get("epochs") is None) == (cfg.get("steps") is None):
+            problems.append(f"task.epochs={cfg.get('epochs')}, task.steps={cfg.get('steps')}: set exactly one budget")
+        for key in ("epochs", "steps", "batch_size", "eval_batch_size"):
+            if cfg.get(key) is not None and not cfg[key] > 0:
+                problems.append(f"task.{key}={cfg[key]}: must be > 0")
+        size = getattr(_target(cfg.dataset), "train_size", None)
+        if size is not None and isinstance(cfg.get("batch_size"), int) and cfg.batch_size > size:
+            problems.append(f"task.batch_size={cfg.batch_size}: larger than the training set ({size}); "
+                            f"use at most {size} (= full-batch gradient descent)")
+        if not 0 <= cfg.get("label_smoothing", 0) < 1:
+            problems.append(f"task.label_smoothing={cfg.label_smoothing}: must be in [0, 1)")
+        return problems
+
+    def models(self) -> Mapping[str, nn.Module]:
+        return {"model": self.net}
+
+    def _next_batch(self) -> tuple[Tensor, Tensor]:
+        if self._pos + self.batch_size > len(self._order):
+            self._order = torch.randperm(self.n, device=self.rt.device)
+            self._pos = 0
+        idx = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        x, y = self.x_train[idx], self.y_train[idx]
+        return (self._augment(x) if self.augment else x), y
+
+    def _augment(self, x: Tensor) -> Tensor:
+        """Random crop after zero padding by `pad` pixels, and a random horizontal flip, per image."""
+        b, _, h, w = x.shape
+        padded = F.pad(x, (self.pad,) * 4)
+        dy, dx = (torch.randint(0, 2 * self.pad + 1, (2, b, 1), device=x.device))
+        rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # b x 1 x h x 1
+        cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # b x 1 x 1 x w
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        crops = padded[batch, chans, rows, cols]
+        flip = torch.rand(b, 1, 1, 1, device=x.device) < 0.5
+        return torch.where(flip, crops.flip(3), crops).contiguous(memory_format=self.fmt)
+
+    def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor]:
+        opt = opt["model"]
+        x, y = self._next_batch()
+        with self.rt.autocast():
+            loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
+        opt.zero_grad()
+        loss.backward(create_graph=opt.create_graph)
+        stats = opt.step(measure)
+        if not measure:
+            return {}
+        return {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Tensor]:
+        self.net.eval()
+        loss_sum = torch.zeros((), device=self.rt.device)
+        correct = torch.zeros((), device=self.rt.device, dtype=torch.long)
+        for i in range(0, len(self.y_test), self.eval_batch_size):
+            x, y = self.x_test[i:i + self.eval_batch_size], self.y_test[i:i + self.eval_batch_size]
+            with self.rt.autocast():
+                logits = self.forward(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        self.net.train()
+        n = len(self.y_test)
+        return {"eval/loss": loss_sum / n, "eval/acc": correct / n}
+
+    def sharpness_loss(self) -> Tensor:
+        """Training loss on a fixed batch, with its graph, for Hessian-vector products (fp32,
+        no augmentation, so every measurement sees the same function). BatchNorm running
+        statistics are restored afterwards: measuring must not change the model."""
+        saved = [b.clone() for b in self.net.buffers()]
+        loss = F.cross_entropy(self.net(self.sharp_x), self.sharp_y, label_smoothing=self.label_smoothing)
+        with torch.no_grad():
+            torch._foreach_copy_(list(self.net.buffers()), saved)
+        return loss
+
+
+def _target(node: DictConfig):
+    from hydra.utils import get_method
+
+    return get_method(node._target_)
