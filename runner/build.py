@@ -17,7 +17,9 @@ from runner.validate import RUNNER_KEYS
 
 
 def _without(node: DictConfig, keys: Sequence[str]) -> DictConfig:
-    return OmegaConf.masked_copy(node, [k for k in node if k not in keys])
+    """The node resolved against the whole config, minus the keys the runner reads itself."""
+    resolved = OmegaConf.to_container(node, resolve=True)
+    return OmegaConf.create({k: v for k, v in resolved.items() if k not in keys})
 
 
 def task(cfg: DictConfig, runtime: Runtime) -> Task:

@@ -1,0 +1,32 @@
+"""Shared helpers for the tests: compose the real config, build a task and its optimizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from runner import build
+from runner.__main__ import CONF_DIR
+from runner.device import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+TASKS = sorted(p.stem for p in (ROOT / "conf/task").glob("*.yaml"))
+OPTIMS = sorted(p.stem for p in (ROOT / "conf/optim").glob("*.yaml"))
+MODELS = sorted(p.stem for p in (ROOT / "conf/model").glob("*.yaml"))
+SCHEDS = sorted(p.stem for p in (ROOT / "conf/sched").glob("*.yaml"))
+
+
+def compose_cfg(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def build_all(cfg: DictConfig):
+    """(task, optimizer sets, runtime) exactly as the runner builds them."""
+    rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile)
+    task = build.task(cfg, rt)
+    with open_dict(cfg):
+        cfg.total_steps = task.total_steps
+    return task, build.optimizers(cfg, task), rt
