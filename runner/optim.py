@@ -14,10 +14,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import get_total_norm
 
 OptimizerFactory = Callable[[list], torch.optim.Optimizer]
-SchedulerFactory = Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+SchedulerFactory = Callable[[torch.optim.Optimizer], "torch.optim.lr_scheduler.LRScheduler | None"]
 
 
 def split_hidden_matrices(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -77,9 +76,10 @@ class OptimizerSet:
                                            aux_factory(rest) if rest else None) if o is not None]
             self.split = {"matrix": _count(hidden), "aux": _count(rest)}
         self.schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+        self._before: list[Tensor] | None = None
 
     def schedule(self, factory: SchedulerFactory) -> None:
-        self.schedulers = [factory(o) for o in self.optimizers]
+        self.schedulers = [s for s in map(factory, self.optimizers) if s is not None]
 
     def zero_grad(self) -> None:
         for o in self.optimizers:
@@ -90,8 +90,10 @@ class OptimizerSet:
         step: some optimizers overwrite `.grad`) and the norm of the update, on the device."""
         stats: dict[str, Tensor] = {}
         if measure:
-            stats["grad_norm"] = get_total_norm([p.grad for p in self.params if p.grad is not None])
-            before = [p.detach().clone() for p in self.params]
+            stats["grad_norm"] = total_norm([p.grad for p in self.params if p.grad is not None])
+            if self._before is None:  # one buffer for the whole run: no allocation per measurement
+                self._before = [torch.empty_like(p) for p in self.params]
+            torch._foreach_copy_(self._before, [p.detach() for p in self.params])
         for v in self.views:
             v.pass_grad()
         for o in self.optimizers:
@@ -99,7 +101,8 @@ class OptimizerSet:
         for s in self.schedulers:
             s.step()
         if measure:
-            stats["update_norm"] = get_total_norm(torch._foreach_sub([p.detach() for p in self.params], before))
+            torch._foreach_sub_(self._before, [p.detach() for p in self.params])  # = -(update)
+            stats["update_norm"] = total_norm(self._before)
         return stats
 
     @property
@@ -129,6 +132,12 @@ class OptimizerSet:
 
     def describe(self) -> str:
         return ", ".join(f"{side}: {n} tensors / {size:,} params" for side, (n, size) in self.split.items())
+
+
+def total_norm(tensors: Sequence[Tensor]) -> Tensor:
+    """Euclidean norm of all tensors together, on their device (one fused kernel per list;
+    torch.nn.utils.get_total_norm does the same with per-call grouping that costs ~15 us more)."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
 def _count(params: Sequence[Tensor]) -> tuple[int, int]:

@@ -97,8 +97,7 @@ def run(cfg: DictConfig) -> int:
         summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
         exit_code = 0
     except ConfigError as e:
-        summary["error"] = str(e)
-        console.print("[red]invalid config[/]:\n" + "\n".join(f"  - {p}" for p in e.problems), highlight=False)
+        summary.update(error=str(e), problems=e.problems)
     except KeyboardInterrupt:
         summary.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
         exit_code = 130
@@ -131,8 +130,14 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
                        **{k: v for k, v in conv.items() if v is not None},
                        "status": summary["status"], "steps": summary["steps"]})
     tracker.finish(exit_code)
-    console.print(summary_table(summary, Path(summary["run_dir"])))
-    console.print(f"run folder: {summary['run_dir']}", highlight=False)
+    if history.final:
+        console.print(summary_table(summary, Path(summary["run_dir"])))
+    elif summary.get("problems"):
+        console.print("[red]invalid config[/] (nothing was run):\n" + "\n".join(f"  - {p}" for p in summary["problems"]),
+                      highlight=False, soft_wrap=True)
+    else:
+        console.print(f"[red]{summary['status']}[/] before the first logged step: {summary['error']}", highlight=False)
+    console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)
 
 
 def diverged(record: dict[str, float], history: History, factor: float) -> str | None:

@@ -1,7 +1,7 @@
 """Learning-rate schedules that torch builds from two pieces or from the optimizer's own lr.
 
 `conf/sched/*.yaml` point at torch's classes directly where one class is the schedule
-(`ConstantLR`, `CosineAnnealingLR`, `LinearLR`); these factories cover the two that are not.
+(`CosineAnnealingLR`, `LinearLR`); these factories cover the rest.
 Every schedule is relative to each optimizer's own lr, so Muon and its AdamW side keep their ratio.
 """
 
@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
+
+
+def constant(optimizer: Optimizer) -> None:
+    """No schedule: the lr stays as configured. Returning no scheduler (rather than torch's
+    ConstantLR with factor 1) spares a scheduler step on every training step."""
+    return None
 
 
 def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup: float = 0.05,

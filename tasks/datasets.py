@@ -92,8 +92,9 @@ def _torchvision(cls, root: str, expected: str):
     try:
         return cls(str(folder), train=True, download=True), cls(str(folder), train=False, download=True)
     except (OSError, RuntimeError) as e:
+        reason = " ".join(str(e).split())  # torchvision's messages span lines; the summary keeps one
         raise DataMissing(
-            f"{cls.__name__} is not in {folder} and could not be downloaded ({type(e).__name__}: {e}). "
+            f"{cls.__name__} is not in {folder} and could not be downloaded ({type(e).__name__}: {reason}). "
             f"Run once with network access (it downloads into data_dir), or put torchvision's files "
             f"there ({folder}/{expected}), or point data_dir=... or RUNNER_DATA_DIR at a folder that has them."
         ) from e

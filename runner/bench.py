@@ -1,0 +1,128 @@
+"""Throughput of the runner against a minimal hand-written PyTorch loop, in one process.
+
+    python -m runner.bench                                  # digits, MLP, Adam, batch 64
+    python -m runner.bench task=mnist model=cnn --data random   # MNIST-sized, no download
+    python -m runner.bench task=cifar model=fastnet --data random device=cuda
+
+Both loops train the same model (same initial weights) on the same device-resident tensors
+with the same batch size and optimizer config; the runner path is `runner.loop.train` with the
+task's step, the optimizer set, metrics every `log_every` steps into metrics.jsonl. Evaluation
+is switched off in both. Rounds alternate between the two and the median is reported.
+Arguments are Hydra overrides of the runner's config, plus --steps, --rounds and --data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from runner import build
+from runner.__main__ import CONF_DIR
+from runner.device import Runtime
+from runner.loop import train
+from runner.metrics import History, MetricsFile
+from tasks.datasets import ImageData
+
+
+def random_images(n: int, shape: tuple[int, ...], classes: int = 10) -> ImageData:
+    """Random images of a real dataset's shape, for timing only (never for results)."""
+    g = torch.Generator().manual_seed(0)
+    return ImageData(torch.rand(n, *shape, generator=g), torch.randint(0, classes, (n,), generator=g),
+                     torch.rand(1000, *shape, generator=g), torch.randint(0, classes, (1000,), generator=g), classes)
+
+
+SHAPES = {"mnist": (60000, (1, 28, 28)), "cifar10": (50000, (3, 32, 32)), "cifar100": (50000, (3, 32, 32))}
+
+
+def bare_loop(net, x, y, make_opt, batch_size: int, steps: int, rt: Runtime, label_smoothing: float, augment) -> float:
+    """The reference: what a person would write by hand. Returns seconds for `steps` steps."""
+    opt = make_opt(net.parameters())
+    n = len(y)
+    order, pos = torch.randperm(n, device=x.device), 0
+    rt.sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, device=x.device), 0
+        idx = order[pos:pos + batch_size]
+        pos += batch_size
+        xb = augment(x[idx]) if augment else x[idx]
+        with rt.autocast():
+            loss = F.cross_entropy(net(xb), y[idx], label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    rt.sync()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. task=mnist model=cnn")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--data", choices=["real", "random"], default="real",
+                    help="random: tensors of the dataset's shape (no download); timing only")
+    args = ap.parse_args()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["logger=none", *args.overrides])
+    if args.data == "random":
+        name = cfg.task.dataset._target_.rsplit(".", 1)[1]
+        n, shape = SHAPES[name]
+        with open_dict(cfg):
+            cfg.task.dataset = {"_target_": "runner.bench.random_images", "_partial_": True, "n": n, "shape": list(shape)}
+    rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile)
+    torch.manual_seed(cfg.seed)
+    task = build.task(cfg, rt)
+    with open_dict(cfg):
+        cfg.total_steps = task.total_steps = args.steps
+    task.evaluate = lambda: {}  # evaluation off in both loops: this measures training throughput
+    init = copy.deepcopy(task.net.state_dict())
+    make_opt = instantiate(cfg.optim) if "aux" not in cfg.optim else None
+    if make_opt is None:
+        raise SystemExit("the bare loop uses one optimizer; pick an optim without `aux` (not muon)")
+    augment = task._augment if task.augment else None
+    runner_s, bare_s = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds + 1):  # round 0 warms up both paths (allocator, kernels, caches)
+            task.net.load_state_dict(init)
+            opts = build.optimizers(cfg, task)
+            history, file = History(task.primary, {}), MetricsFile(Path(tmp) / "metrics.jsonl")
+
+            def emit(record):
+                file.write(record)
+                history.add(record)
+
+            rt.sync()
+            t0 = time.perf_counter()
+            train(task, opts, rt, emit, log_every=cfg.log_every, eval_every=10**9)
+            rt.sync()
+            t_runner = time.perf_counter() - t0
+            file.close()
+            task.net.load_state_dict(init)
+            t_bare = bare_loop(task.forward, task.x_train, task.y_train, make_opt, task.batch_size, args.steps,
+                               rt, task.label_smoothing, augment)
+            if r:
+                runner_s.append(t_runner)
+                bare_s.append(t_bare)
+    tr, tb = statistics.median(runner_s), statistics.median(bare_s)
+    label = " ".join(args.overrides) or "default"
+    print(f"benchmark [{label}] on {rt.device}: {args.steps} steps x {args.rounds} rounds, batch {task.batch_size}, "
+          f"log_every {cfg.log_every}")
+    print(f"  bare loop : {args.steps / tb:10.1f} steps/s  ({tb / args.steps * 1e3:.3f} ms/step)")
+    print(f"  runner    : {args.steps / tr:10.1f} steps/s  ({tr / args.steps * 1e3:.3f} ms/step)")
+    print(f"  ratio runner/bare throughput: {tb / tr:.3f}")
+
+
+if __name__ == "__main__":
+    main()
