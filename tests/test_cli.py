@@ -41,7 +41,7 @@ def test_default_run_reaches_90_percent_on_real_digits_and_writes_offline_wandb(
     assert s["convergence"]["conv/kind"] in ("linear", "sublinear")
     assert "eval/acc>=0.9" in s["targets"]
     records = read_records(tmp_path / "metrics.jsonl")
-    assert [r["step"] for r in records][:3] == [10, 20, 30]
+    assert [r["step"] for r in records][:3] == [20, 40, 60]
     assert all(isinstance(r["step"], int) and isinstance(r["time_s"], float) for r in records)
     assert {"train/loss", "train/grad_norm", "train/update_norm", "train/lr", "time/elapsed_s"} <= set(records[0])
     assert "run folder" in proc.stdout and "completed" in proc.stdout
@@ -80,14 +80,14 @@ def test_divergence_is_a_result(tmp_path):
 
 
 def test_a_failing_run_keeps_its_metrics_and_exits_nonzero(tmp_path):
-    proc = runner("task._target_=tests.faulty.FailingClassifier", "+task.fail_at=25", "logger=none",
+    proc = runner("task._target_=tests.faulty.FailingClassifier", "+task.fail_at=45", "logger=none",
                   f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 1
     s = summary(tmp_path)
     assert s["status"] == "failed"
-    assert s["error"].startswith("RuntimeError: boom at step 25") and "\n" not in s["error"]
-    assert s["steps"] == 20 and s["final"]["train/loss"] > 0
-    assert [r["step"] for r in read_records(tmp_path / "metrics.jsonl")] == [10, 20]
+    assert s["error"].startswith("RuntimeError: boom at step 45") and "\n" not in s["error"]
+    assert s["steps"] == 40 and s["final"]["train/loss"] > 0
+    assert [r["step"] for r in read_records(tmp_path / "metrics.jsonl")] == [20, 40]
     assert "Traceback" in (tmp_path / "runner.log").read_text()
     assert "Traceback" not in proc.stdout + proc.stderr
 
@@ -105,7 +105,7 @@ def test_ctrl_c_writes_an_interrupted_summary(tmp_path):
     assert proc.returncode == 130, out
     s = summary(tmp_path)
     assert s["status"] == "interrupted"
-    assert s["steps"] >= 30 and s["steps"] == read_records(metrics)[-1]["step"]
+    assert s["steps"] >= 60 and s["steps"] == read_records(metrics)[-1]["step"]
 
 
 def test_bad_config_reports_every_problem_before_any_work(tmp_path):
