@@ -137,13 +137,11 @@ class Classifier:
 
     def sharpness_loss(self) -> Tensor:
         """Training loss on a fixed batch, with its graph, for Hessian-vector products (fp32,
-        no augmentation, so every measurement sees the same function). BatchNorm running
-        statistics are restored afterwards: measuring must not change the model."""
-        saved = [b.clone() for b in self.net.buffers()]
-        loss = F.cross_entropy(self.net(self.sharp_x), self.sharp_y, label_smoothing=self.label_smoothing)
-        with torch.no_grad():
-            torch._foreach_copy_(list(self.net.buffers()), saved)
-        return loss
+        no augmentation, so every measurement sees the same function). BatchNorm updates
+        copies of its running statistics: measuring must not change the model."""
+        state = {**dict(self.net.named_parameters()), **{k: b.clone() for k, b in self.net.named_buffers()}}
+        logits = torch.func.functional_call(self.net, state, (self.sharp_x,))
+        return F.cross_entropy(logits, self.sharp_y, label_smoothing=self.label_smoothing)
 
 
 def _target(node: DictConfig):

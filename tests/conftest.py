@@ -131,3 +131,17 @@ def fake_no_download(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(torchvision.datasets.mnist, "download_and_extract_archive", refuse)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", refuse)
     return asked
+
+
+# --- GPU-only tests are skipped where no CUDA device is visible (CI) ---------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
