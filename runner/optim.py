@@ -10,6 +10,7 @@ update lands in the filter in place.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -63,6 +64,10 @@ class OptimizerSet:
     ):
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.create_graph = create_graph  # backward must keep the graph (Hessian-vector products)
+        if create_graph:
+            # torch warns of a parameter<->gradient reference cycle; zero_grad(set_to_none=True)
+            # before every backward breaks it, as the warning itself advises.
+            warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
         self.views: list[_MatrixView] = []
         if aux_factory is None:
             self.optimizers = [factory(self.params)]
@@ -90,9 +95,10 @@ class OptimizerSet:
         step: some optimizers overwrite `.grad`) and the norm of the update, on the device."""
         stats: dict[str, Tensor] = {}
         if measure:
-            stats["grad_norm"] = total_norm([p.grad for p in self.params if p.grad is not None])
+            with torch.no_grad():  # with create_graph the gradients carry a graph; the norm must not
+                stats["grad_norm"] = total_norm([p.grad for p in self.params if p.grad is not None])
             if self._before is None:  # one buffer for the whole run: no allocation per measurement
-                self._before = [torch.empty_like(p) for p in self.params]
+                self._before = [torch.empty_like(p, requires_grad=False) for p in self.params]
             torch._foreach_copy_(self._before, [p.detach() for p in self.params])
         for v in self.views:
             v.pass_grad()
@@ -131,7 +137,12 @@ class OptimizerSet:
             o.load_state_dict(s)
 
     def describe(self) -> str:
-        return ", ".join(f"{side}: {n} tensors / {size:,} params" for side, (n, size) in self.split.items())
+        """e.g. 'Muon on hidden matrices: 6 tensors / 1,967,616 params; AdamW on the rest: ...'."""
+        where = {"all": "all parameters", "matrix": "hidden matrices", "aux": "first layer, head, biases, norms"}
+        names = [type(o).__name__ for o in self.optimizers]
+        sides = [side for side, (n, _) in self.split.items() if n]
+        return "; ".join(f"{name} on {where[side]}: {self.split[side][0]} tensors / {self.split[side][1]:,} params"
+                         for name, side in zip(names, sides))
 
 
 def total_norm(tensors: Sequence[Tensor]) -> Tensor:
