@@ -64,14 +64,16 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
     for step in range(1, total + 1):
         measure = step % log_every == 0 or step == total
         out = task.train_step(opts, measure)
-        if not (measure or step % eval_every == 0):
+        evaluate = step % eval_every == 0 or step == total
+        sharpness = sharpness_every > 0 and step % sharpness_every == 0
+        if not (measure or evaluate or sharpness):
             continue
         record = dict(out)
-        if sharpness_every and step % sharpness_every == 0:
+        if sharpness:
             with clock.pause():
                 params = [p for o in opts.values() for p in o.params]
                 record["train/sharpness"] = top_hessian_eigenvalue(task.sharpness_loss(), params, sharpness_iters)
-        if step % eval_every == 0 or step == total:
+        if evaluate:
             with clock.pause():
                 for o in opts.values():
                     o.eval()
