@@ -88,6 +88,7 @@ def run(cfg: DictConfig) -> int:
         summary["optimizer_split"] = {role: o.split for role, o in opts.items()}
         for role, o in opts.items():
             console.print(f"optimizer for {role}: {o.describe()}", highlight=False)
+            log.info("optimizer for %s: %s", role, o.describe())
         name, tags, group = describe(hc)
         tracker = build.tracker(cfg, run_dir, name, tags, group)
         rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name)
@@ -128,7 +129,8 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     tracker.summarize({**{f"final/{k}": v for k, v in history.final.items()},
                        **{f"best/{k}": v for k, v in history.best.items()},
                        **{k: v for k, v in conv.items() if v is not None},
-                       "status": summary["status"], "steps": summary["steps"]})
+                       "status": summary["status"], "steps": summary["steps"],
+                       "optimizer_split": summary.get("optimizer_split", {})})
     tracker.finish(exit_code)
     if history.final:
         console.print(summary_table(summary, Path(summary["run_dir"])))
