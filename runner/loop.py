@@ -83,7 +83,7 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
         values = to_host(record)
         now = clock.train_time()
         for role, o in opts.items():
-            values["train/lr" if role == "model" else f"train/lr_{role}"] = o.lr
+            values["train/lr" if len(opts) == 1 else f"train/lr_{role}"] = o.lr
         values["time/elapsed_s"] = now
         values["time/step_s"] = (now - last_time) / (step - last_step)
         last_step, last_time = step, now

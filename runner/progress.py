@@ -65,7 +65,7 @@ def summary_table(summary: Mapping[str, Any], run_dir: Path) -> Table:
         table.add_row(key, _fmt(value), _fmt(summary["best"].get(key)))
     conv = summary.get("convergence") or {}
     if conv.get("conv/kind"):
-        fit = (f"rate {conv['conv/rate']:.4g}/step" if conv["conv/kind"] == "linear"
+        fit = (f"rate {conv['conv/rate']:.6g}/step" if conv["conv/kind"] == "linear"
                else f"exponent {conv['conv/exponent']:.3g}")
         table.add_row(f"fit of {conv['conv/metric']}", f"{conv['conv/kind']}: {fit}", f"R² {conv['conv/r2']:.3f}")
     for name, hit in (summary.get("targets") or {}).items():

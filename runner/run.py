@@ -96,6 +96,10 @@ def run(cfg: DictConfig) -> int:
                               sharpness_every=cfg.metrics.sharpness_every,
                               sharpness_iters=cfg.metrics.sharpness_iters)
         summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
+        if callable(getattr(task, "figures", None)):
+            summary["figures"] = {key: str(path) for key, path in task.figures(run_dir).items()}
+            for key, path in summary["figures"].items():
+                tracker.image(key, Path(path))
         exit_code = 0
     except ConfigError as e:
         summary.update(error=str(e), problems=e.problems)
@@ -148,7 +152,7 @@ def diverged(record: dict[str, float], history: History, factor: float) -> str |
     if bad:
         return f"diverged at step {record['step']}: {', '.join(bad)} not finite"
     first, value = history.first_value(), record.get(history.primary)
-    if first and value is not None and value > factor * first:
+    if first is not None and first > 0 and value is not None and value > factor * first:
         return (f"diverged at step {record['step']}: {history.primary}={value:.3g} "
                 f"> {factor:g} x its first value {first:.3g}")
     return None

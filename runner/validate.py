@@ -2,7 +2,7 @@
 naming the key, the value found and what is allowed (after torchtune's `config/_validate.py`).
 
 Keys of classes built from config (`task`, `optim`, `sched`, `model`) are checked against the
-real constructor's signature; tasks add their own value checks through a `check` staticmethod.
+real constructor's signature; tasks add their own value checks through a `check(cfg)` staticmethod that sees the whole config.
 """
 
 from __future__ import annotations
@@ -92,6 +92,10 @@ def _task(cfg: DictConfig, choices: Mapping[str, str]) -> Iterable[str]:
     if fits is not None and model is not None and model not in fits:
         yield (f"model={model}: does not fit task={choices.get('task')}; "
                f"models that fit: {', '.join(fits)}")
-    check = getattr(get_object(cfg.task._target_), "check", None)
+    task_class = get_object(cfg.task._target_)
+    if cfg.metrics.sharpness_every and not hasattr(task_class, "sharpness_loss"):
+        yield (f"metrics.sharpness_every={cfg.metrics.sharpness_every}: task={choices.get('task')} "
+               f"has no sharpness measurement; use metrics.sharpness_every=0")
+    check = getattr(task_class, "check", None)
     if callable(check):
-        yield from check(cfg.task)
+        yield from check(cfg)

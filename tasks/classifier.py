@@ -67,9 +67,9 @@ class Classifier:
         self._pos = 0
 
     @staticmethod
-    def check(cfg: DictConfig) -> list[str]:
+    def check(root: DictConfig) -> list[str]:
         """Problems with this task's config that can be seen before loading anything."""
-        problems = []
+        cfg, problems = root.task, []
         if (cfg.get("epochs") is None) == (cfg.get("steps") is None):
             problems.append(f"task.epochs={cfg.get('epochs')}, task.steps={cfg.get('steps')}: set exactly one budget")
         for key in ("epochs", "steps", "batch_size", "eval_batch_size"):
