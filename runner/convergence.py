@@ -12,11 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def fit_tail(series: Sequence[tuple[int, float]], tail: float = 0.5,
-             thresholds: Sequence[float] = ()) -> dict[str, float | str | None]:
-    """`series` is [(step, g)]; the fit uses the last `tail` fraction of the points with g > 0."""
+def fit_tail(series: Sequence[tuple[int, float]], tail: float = 0.5, thresholds: Sequence[float] = (),
+             floor: float = 1e-12) -> dict[str, float | str | None]:
+    """`series` is [(step, g)]. The fit uses the last `tail` fraction of the points that are
+    above the rounding floor (g > floor * max g): once a method has reached machine precision,
+    the noise at the floor says nothing about its rate."""
     out: dict[str, float | str | None] = {f"conv/steps_to_{eps:g}": _first_below(series, eps) for eps in thresholds}
-    pts = [(t, g) for t, g in series if t > 0 and g > 0 and math.isfinite(g)]
+    top = max((g for _, g in series if math.isfinite(g)), default=0.0)
+    pts = [(t, g) for t, g in series if t > 0 and g > floor * top and math.isfinite(g)]
     pts = pts[len(pts) - max(3, math.ceil(tail * len(pts))):] if len(pts) >= 3 else []
     if not pts:
         return {"conv/kind": None, "conv/rate": None, "conv/exponent": None, "conv/r2": None,

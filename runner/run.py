@@ -126,7 +126,7 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     if summary["status"] in ("failed", "interrupted"):
         summary["steps"] = history.last_step
     conv = {"conv/metric": history.primary,
-            **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds)}
+            **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor)}
     summary.update(wall_time_s=wall, final=history.final, best=history.best, convergence=conv,
                    targets=history.reached)
     write_json_atomic(Path(summary["run_dir"]) / "summary.json", summary)
