@@ -2,8 +2,8 @@
 
     runner task=gridworld                                          # exact softmax PG, FrozenLake 4x4
     runner task=gridworld task.method=npg task.tau=0.01            # entropy-regularised NPG
-    runner task=gridworld task.env_kwargs.map_name=8x8 log_every=1
-    runner task=gridworld task.env=CliffWalking-v1 task.env_kwargs={}
+    runner task=gridworld task.env=FrozenLake8x8-v1 log_every=1
+    runner task=gridworld task.env=CliffWalking-v1
     runner task=gridworld task.method=reinforce model=mlp task.batch_size=16 task.horizon=100
 
 The environment's transition model (`env.unwrapped.P`) becomes dense float64 tensors P[s, a, s']
@@ -167,15 +167,16 @@ class PolicyOptimization:
         if not tabular and (cfg.method == "npg" or cfg.init != "uniform"):
             problems.append(f"task.method={cfg.method} task.init={cfg.init}: npg and the random/bad "
                             f"initialisations are defined for model=tabular")
+        kwargs = cfg.get("env_kwargs")  # may be removed (~task.env_kwargs): the constructor's default is None
         try:
-            make_env(cfg.env, OmegaConf.to_container(cfg.env_kwargs) if cfg.env_kwargs else None)
+            make_env(cfg.env, OmegaConf.to_container(kwargs) if kwargs else None)
         except Exception as e:  # noqa: BLE001 - gymnasium's own message says what is wrong
             hint = ""
-            if isinstance(e, KeyError) and "map_name" in (cfg.env_kwargs or {}):
+            if isinstance(e, KeyError) and "map_name" in (kwargs or {}):
                 from gymnasium.envs.toy_text.frozen_lake import MAPS
 
                 hint = f"; maps: {', '.join(MAPS)}"
-            problems.append(f"task.env={cfg.env} task.env_kwargs={cfg.env_kwargs}: {type(e).__name__}: {e}{hint}")
+            problems.append(f"task.env={cfg.env} task.env_kwargs={kwargs}: {type(e).__name__}: {e}{hint}")
         return problems
 
     def _initialise(self, init: str, scale: float) -> None:
@@ -230,8 +231,10 @@ class PolicyOptimization:
         log_pi = logits.log_softmax(1)
         cum = log_pi.detach().exp().cumsum(1).cpu().numpy()
         gamma, paths, returns = self.mdp.gamma, [], []
+        rho = self.mdp.rho.cpu().numpy()
         for _ in range(self.batch_size):
-            s, _ = self.env.reset()
+            self.env.reset()
+            s = self.env.s = int(self.rng.choice(len(rho), p=rho))  # rho, not the env's start: task.rho=uniform
             states, actions, rewards = [], [], []
             for _ in range(self.horizon):
                 a = min(int(np.searchsorted(cum[s], self.rng.random() * cum[s, -1])), cum.shape[1] - 1)
@@ -253,12 +256,15 @@ class PolicyOptimization:
             rew[b, :n] = torch.tensor(rw, dtype=torch.float64)
         lp = log_pi[s_idx, a_idx] * mask
         soft_rew = (rew - self.tau * lp.detach()) * mask
-        discount = gamma ** torch.arange(width, dtype=torch.float64, device=dev)
-        # reward-to-go from each step, discounted back to that step
-        to_go = (soft_rew * discount).flip(1).cumsum(1).flip(1) / discount
-        if self.baseline == "mean":  # per time step, over the episodes still running
-            base = (to_go * mask).sum(0) / mask.sum(0).clamp_min(1)
-            to_go = to_go - base
+        t = torch.arange(width, device=dev)
+        discount = gamma ** t.double()
+        # reward-to-go from each step t, discounted back to t: sum over k >= t of gamma^(k-t) r_k
+        lag = t[:, None] - t[None, :]  # k - t
+        to_go = soft_rew @ torch.where(lag >= 0, gamma ** lag.clamp_min(0).double(), 0.0)
+        if self.baseline == "mean":  # per time step, over the *other* episodes still running: a baseline
+            # that includes the episode's own return is correlated with it and shrinks the gradient by 1 - 1/n
+            others = (to_go * mask).sum(0) - to_go
+            to_go = to_go - others / (mask.sum(0) - 1).clamp_min(1)
         loss = -(discount * to_go * lp * mask).sum() / self.batch_size
         return loss, float(np.mean(returns))
 
