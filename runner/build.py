@@ -28,18 +28,27 @@ def task(cfg: DictConfig, runtime: Runtime) -> Task:
 
 
 def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
-    """One optimizer set per trained module, each with the selected schedule."""
-    node = _without(cfg.optim, ["aux", "create_graph"])
-    aux = cfg.optim.get("aux")
-    sets = {
-        role: OptimizerSet(module, instantiate(node), instantiate(aux) if aux is not None else None,
-                           create_graph=bool(cfg.optim.get("create_graph", False)))
-        for role, module in task.models().items()
-    }
+    """One optimizer set per trained module, each with the selected schedule. A module's role may
+    have its own optimizer config (`+optim@optim_discriminator=adam`), and a task may scale a
+    role's learning rates (`task.lr_scale`, e.g. two time scales for a GAN)."""
     schedule = instantiate(cfg.sched)
-    for s in sets.values():
-        s.schedule(schedule)
+    sets = {}
+    for role, module in task.models().items():
+        node = cfg.get(f"optim_{role}") or cfg.optim
+        scale = getattr(task, "lr_scale", {}).get(role, 1.0)
+        aux = node.get("aux")
+        sets[role] = OptimizerSet(module, instantiate(_scaled(_without(node, ["aux", "create_graph"]), scale)),
+                                  instantiate(_scaled(aux, scale)) if aux is not None else None,
+                                  create_graph=bool(node.get("create_graph", False)))
+        sets[role].schedule(schedule)
     return sets
+
+
+def _scaled(node: DictConfig, scale: float) -> DictConfig:
+    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
+    if scale != 1.0 and "lr" in node:
+        node.lr = node.lr * scale
+    return node
 
 
 def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None):
