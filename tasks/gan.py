@@ -23,6 +23,8 @@ Games (`task.game`): `bilinear`, min_x max_y x^T A y + b^T x + c^T y with A's si
 spread over [sv_min, sv_max] and the equilibrium x* = -A^-T c, y* = -A^-1 b; `dirac`, the Dirac-GAN
 of Mescheder et al. (2018): generator a point mass at theta, data at 0, discriminator D(x) = psi x,
 equilibrium (0, 0), with the standard, non-saturating or WGAN loss and R1/R2 penalties.
+gan/jac_max_real and gan/jac_max_abs are the largest real part and modulus of the eigenvalues of
+the Jacobian of v = -F (negative real parts everywhere: locally attracting; zero: cycling).
 Primary convergence metric: gan/dist_to_eq.
 """
 
@@ -127,12 +129,13 @@ class GameGDA:
         return self.field_at(self.players["generator"].z, self.players["discriminator"].z)
 
     def jacobian(self) -> Tensor:
-        """dF/dz at the current point, exact (autograd), z = (x, y) flattened."""
+        """Jacobian of the update field v = -F at the current point, exact (autograd), z = (x, y):
+        as in Mescheder et al., all eigenvalues with negative real part = locally attracting."""
         x0, y0 = (p.z.detach() for p in self.players.values())
         n = len(x0)
 
         def f(z: Tensor) -> Tensor:
-            return torch.cat(self.field_at(z[:n], z[n:], create_graph=True))
+            return -torch.cat(self.field_at(z[:n], z[n:], create_graph=True))
 
         return torch.autograd.functional.jacobian(f, torch.cat([x0, y0]))
 
@@ -184,7 +187,7 @@ class GameGDA:
         dist = torch.linalg.vector_norm(torch.cat([a - e for a, e in zip(z0, self.eq)]))
         out = {"gan/loss_g": loss_g, "gan/loss_d": loss_d, "gan/field_norm": field_norm, "gan/dist_to_eq": dist,
                "train/grad_evals": float(self.grad_evals),
-               **{f"train/update_norm_{r[0]}": s["update_norm"] for r, s in stats.items()}}
+               **{f"train/update_norm_{role}": s["update_norm"] for role, s in stats.items()}}
         if sum(t.numel() for t in z0) <= self.jacobian_max:
             eig = torch.linalg.eigvals(self.jacobian())
             out |= {"gan/jac_max_real": eig.real.max(), "gan/jac_max_abs": eig.abs().max()}

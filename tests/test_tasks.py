@@ -28,7 +28,7 @@ def data_dir_for(task: str, request: pytest.FixtureRequest) -> list[str]:
 @pytest.mark.parametrize("task", TASKS)
 def test_task_contract(task, optim, request):
     budget = ["task.epochs=null", "task.batch_size=8"] if "epochs" in compose_cfg(f"task={task}").task else []
-    cfg = compose_cfg(f"task={task}", f"optim={optim}", "model=mlp", "device=cpu", "task.steps=6", *budget,
+    cfg = compose_cfg(f"task={task}", f"optim={optim}", "device=cpu", "task.steps=6", *budget,
                       *data_dir_for(task, request))
     assert cfg.task._target_.startswith("tasks."), "a task config points at a class in tasks/"
     t, opts, rt = build_all(cfg)
@@ -45,7 +45,8 @@ def test_task_contract(task, optim, request):
     assert (steps, reason) == (6, None)
     assert [r["step"] for r in records] == [2, 3, 4, 6]
     train_keys = {k for k in records[0] if k.startswith("train/")}
-    assert {"train/grad_norm", "train/update_norm", "train/lr"} <= train_keys
+    assert any(k.startswith("train/update_norm") for k in train_keys), train_keys  # per role for 2 players
+    assert any(k.startswith("train/lr") for k in train_keys), train_keys
     for r in records:
         assert isinstance(r["step"], int) and isinstance(r["time_s"], float)
         assert all("/" in k for k in r if k not in ("step", "time_s")), r
