@@ -80,7 +80,7 @@ class GameGDA:
         self.grad_evals = 0
         self._previous: list[Tensor] | None = None  # optimistic: F(z_{t-1})
         self.planar = 2 * n == 2  # Dirac-GAN and the bilinear game with dim=1 live in a plane
-        self.path: list[Tensor] = [torch.cat([p.z.detach() for p in self.players.values()])]
+        self.path: list[list[Tensor]] = [[p.z.detach().clone() for p in self.players.values()]]
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
@@ -143,13 +143,13 @@ class GameGDA:
         stats = {}
         for role, g in zip(ROLES, grads):
             if role in roles:
-                self.players[role].z.grad = g.clone()
+                self.players[role].z.grad = g  # autograd.grad returns fresh tensors: no copy needed
                 stats[role] = opt[role].step(measure)
         return stats
 
     # ---- one step of the selected scheme --------------------------------------------------
     def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor | float]:
-        for _ in range(self.d_steps - 1):  # extra discriminator steps before each joint update
+        for _ in range(1, self.d_steps):  # extra discriminator steps before each joint update
             self._step(opt, self.field(), roles=("discriminator",))
         if measure:
             z0 = [p.z.detach().clone() for p in self.players.values()]
@@ -180,7 +180,7 @@ class GameGDA:
             self._previous = [t.detach() for t in g]
             stats = self._step(opt, [2 * a - b for a, b in zip(g, prev)], measure=measure)
         if self.planar and len(self.path) < 20000:  # kept on the device; read once, for the picture
-            self.path.append(torch.cat([p.z.detach() for p in self.players.values()]))
+            self.path.append([p.z.detach().clone() for p in self.players.values()])
         if not measure:
             return {}
         field_norm = torch.linalg.vector_norm(torch.cat(g))  # F at z_t, the point this step started from
@@ -205,7 +205,7 @@ class GameGDA:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        xs, ys = torch.stack(self.path).cpu().T.tolist()
+        xs, ys = torch.stack([torch.cat(p) for p in self.path]).cpu().T.tolist()
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         ax.plot(xs, ys, lw=0.8)
         ax.scatter([xs[0]], [ys[0]], c="green", label="start", zorder=3)
