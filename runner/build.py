@@ -13,17 +13,19 @@ from omegaconf import DictConfig, OmegaConf
 from runner.device import Runtime
 from runner.optim import OptimizerSet
 from runner.task import Task
-from runner.validate import RUNNER_KEYS
 
 
-def _without(node: DictConfig, keys: Sequence[str]) -> DictConfig:
-    """The node resolved against the whole config, minus the keys the runner reads itself."""
-    resolved = OmegaConf.to_container(node, resolve=True)
-    return OmegaConf.create({k: v for k, v in resolved.items() if k not in keys})
+def _plain(node: DictConfig, drop: Sequence[str] = (), lr_scale: float = 1.0) -> DictConfig:
+    """The node resolved against the whole config, minus the keys the runner reads itself
+    (validate.RUNNER_KEYS), with its learning rate scaled."""
+    resolved = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
+    if lr_scale != 1.0 and "lr" in resolved:
+        resolved["lr"] *= lr_scale
+    return OmegaConf.create(resolved)
 
 
 def task(cfg: DictConfig, runtime: Runtime) -> Task:
-    factory = instantiate(_without(cfg.task, ["models"]))
+    factory = instantiate(_plain(cfg.task, drop=["models"]))
     return factory(runtime=runtime, model=instantiate(cfg.model))
 
 
@@ -37,18 +39,11 @@ def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
         node = cfg.get(f"optim_{role}") or cfg.optim
         scale = getattr(task, "lr_scale", {}).get(role, 1.0)
         aux = node.get("aux")
-        sets[role] = OptimizerSet(module, instantiate(_scaled(_without(node, ["aux", "create_graph"]), scale)),
-                                  instantiate(_scaled(aux, scale)) if aux is not None else None,
+        sets[role] = OptimizerSet(module, instantiate(_plain(node, drop=["aux", "create_graph"], lr_scale=scale)),
+                                  instantiate(_plain(aux, lr_scale=scale)) if aux is not None else None,
                                   create_graph=bool(node.get("create_graph", False)))
         sets[role].schedule(schedule)
     return sets
-
-
-def _scaled(node: DictConfig, scale: float) -> DictConfig:
-    node = OmegaConf.create(OmegaConf.to_container(node, resolve=True))
-    if scale != 1.0 and "lr" in node:
-        node.lr = node.lr * scale
-    return node
 
 
 def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None):
@@ -58,5 +53,3 @@ def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], grou
     return factory(run_dir=run_dir, config=config, name=name,
                    tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group)
 
-
-assert {"aux", "create_graph", "models"} <= RUNNER_KEYS  # keys stripped here are known to validation
