@@ -61,7 +61,8 @@ class GameGDA:
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], game: str = "bilinear",
                  scheme: str = "simultaneous", steps: int = 2000, dim: int = 2, sv_min: float = 1.0,
                  sv_max: float = 1.0, loss: str = "standard", reg: str = "none", gamma: float = 0.0,
-                 lr_ratio: float = 1.0, d_steps: int = 1, init_scale: float = 1.0, jacobian_max: int = 200):
+                 lr_ratio: float = 1.0, d_steps: int = 1, init_scale: float = 1.0, jacobian_max: int = 200,
+                 path_every: int = 1):
         dev = runtime.device
         self.game, self.scheme, self.loss, self.reg, self.gamma = game, scheme, loss, reg, gamma
         self.total_steps, self.d_steps, self.jacobian_max = int(steps), int(d_steps), jacobian_max
@@ -79,7 +80,8 @@ class GameGDA:
             self.eq = (torch.zeros(1, dtype=torch.float64, device=dev),) * 2
         self.grad_evals = 0
         self._previous: list[Tensor] | None = None  # optimistic: F(z_{t-1})
-        self.planar = 2 * n == 2  # Dirac-GAN and the bilinear game with dim=1 live in a plane
+        self.planar = 2 * n == 2 and path_every > 0  # Dirac-GAN and bilinear with dim=1 live in a plane
+        self.path_every, self.step_count = path_every, 0
         self.path: list[list[Tensor]] = [[p.z.detach().clone() for p in self.players.values()]]
 
     @staticmethod
@@ -179,7 +181,8 @@ class GameGDA:
             prev = self._previous or g
             self._previous = [t.detach() for t in g]
             stats = self._step(opt, [2 * a - b for a, b in zip(g, prev)], measure=measure)
-        if self.planar and len(self.path) < 20000:  # kept on the device; read once, for the picture
+        self.step_count += 1
+        if self.planar and self.step_count % self.path_every == 0 and len(self.path) < 20000:  # for the picture
             self.path.append([p.z.detach().clone() for p in self.players.values()])
         if not measure:
             return {}
