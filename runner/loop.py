@@ -77,7 +77,7 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
             with clock.pause():
                 for o in opts.values():
                     o.eval()
-                record.update(to_host(task.evaluate()))
+                record.update(task.evaluate())  # stays on the device: one transfer below for all values
                 for o in opts.values():
                     o.train()
         values = to_host(record)

@@ -87,8 +87,9 @@ def run(cfg: DictConfig) -> int:
         opts = build.optimizers(cfg, task)
         summary["optimizer_split"] = {role: o.split for role, o in opts.items()}
         for role, o in opts.items():
-            console.print(f"optimizer for {role}: {o.describe()}", highlight=False)
-            log.info("optimizer for %s: %s", role, o.describe())
+            line = f"optimizer for {role}: {o.describe()}"
+            console.print(line, highlight=False)
+            log.info(line)
         name, tags, group = describe(hc)
         tracker = build.tracker(cfg, run_dir, name, tags, group)
         rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name)

@@ -29,11 +29,10 @@ class ConfigError(ValueError):
 
 def validate(cfg: DictConfig, choices: Mapping[str, str]) -> None:
     """Raise ConfigError listing every problem; `choices` maps group to selected option."""
-    problems = [*_top_level(cfg), *_node("optim", cfg.optim), *_node("sched", cfg.sched, live=("optimizer",)),
+    problems = [*_top_level(cfg), *_node("sched", cfg.sched, live=("optimizer",)),
                 *_node("model", cfg.model, live=("in_shape", "num_classes")), *_task(cfg, choices)]
-    for key in [k for k in cfg if k == "optim" or str(k).startswith("optim_")]:
-        if key != "optim":
-            problems += _node(key, cfg[key])
+    for key in [k for k in cfg if k == "optim" or str(k).startswith("optim_")]:  # optim_<role> too
+        problems += _node(key, cfg[key])
         if "aux" in cfg[key]:
             problems += _node(f"{key}.aux", cfg[key].aux)
     if problems:

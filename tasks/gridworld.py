@@ -69,10 +69,15 @@ def tabular_model(env: gymnasium.Env, gamma: float, rho: str, device: torch.devi
     return MDP(as_t(P), as_t(R), as_t(start), gamma, shape)
 
 
+def bellman_matrix(m: MDP, pi: Tensor) -> Tensor:
+    """I - gamma P_pi, the matrix of the policy's Bellman equation."""
+    eye = torch.eye(len(m.rho), dtype=m.P.dtype, device=m.P.device)
+    return eye - m.gamma * torch.einsum("sa,sat->st", pi, m.P)
+
+
 def state_values(m: MDP, pi: Tensor, r_pi: Tensor) -> Tensor:
     """V solving (I - gamma P_pi) V = r_pi for each column of r_pi."""
-    eye = torch.eye(len(m.rho), dtype=m.P.dtype, device=m.P.device)
-    return torch.linalg.solve(eye - m.gamma * torch.einsum("sa,sat->st", pi, m.P), r_pi)
+    return torch.linalg.solve(bellman_matrix(m, pi), r_pi)
 
 
 @dataclass
@@ -90,8 +95,7 @@ def evaluate_policy(m: MDP, logits: Tensor, tau: float) -> Evaluation:
     pi, log_pi = logits.softmax(1), logits.log_softmax(1)
     entropy = -(pi * log_pi).sum(1)
     r_plain = (pi * m.R).sum(1)
-    eye = torch.eye(len(m.rho), dtype=m.P.dtype, device=m.P.device)
-    lu, piv = torch.linalg.lu_factor(eye - m.gamma * torch.einsum("sa,sat->st", pi, m.P))
+    lu, piv = torch.linalg.lu_factor(bellman_matrix(m, pi))
     V, V_plain = torch.linalg.lu_solve(lu, piv, torch.stack([r_plain + tau * entropy, r_plain], 1)).unbind(1)
     d = (1 - m.gamma) * torch.linalg.lu_solve(lu, piv, m.rho[:, None], adjoint=True)[:, 0]
     Q = m.R + m.gamma * m.P @ V
