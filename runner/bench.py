@@ -3,11 +3,13 @@
     python -m runner.bench                                  # digits, MLP, Adam, batch 64
     python -m runner.bench task=mnist model=cnn --data random   # MNIST-sized, no download
     python -m runner.bench task=cifar model=fastnet --data random device=cuda
+    python -m runner.bench task=gan --steps 5000             # a min-max game (simultaneous GDA)
 
 Both loops train the same model (same initial weights) on the same device-resident tensors
 with the same batch size and optimizer config; the runner path is `runner.loop.train` with the
-task's step, the optimizer set, metrics every `log_every` steps into metrics.jsonl. Evaluation
-is switched off in both. Rounds alternate between the two and the median is reported.
+task's step, the optimizer set, metrics every `log_every` steps into metrics.jsonl. For a game
+the reference is simultaneous GDA written out: the game's two losses, one autograd call per
+player, one optimizer step per player. Evaluation is switched off in both. Rounds alternate between the two and the median is reported.
 Arguments are Hydra overrides of the runner's config, plus --steps, --rounds and --data.
 """
 
@@ -66,6 +68,24 @@ def bare_loop(net, x, y, make_opt, batch_size: int, steps: int, rt: Runtime, lab
     return time.perf_counter() - t0
 
 
+def bare_gda(task, make_opt, steps: int, rt: Runtime) -> float:
+    """Simultaneous GDA by hand on the task's game (same losses, same optimizer config)."""
+    gen, disc = (list(task.players[r].parameters()) for r in ("generator", "discriminator"))
+    opt_g, opt_d = make_opt(gen), make_opt(disc)
+    rt.sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        loss_g, loss_d = task.game.losses(task.players, task.game.sample())
+        for p, g in zip(gen, torch.autograd.grad(loss_g, gen, retain_graph=True)):
+            p.grad = g
+        for p, g in zip(disc, torch.autograd.grad(loss_d, disc)):
+            p.grad = g
+        opt_g.step()
+        opt_d.step()
+    rt.sync()
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. task=mnist model=cnn")
@@ -76,6 +96,9 @@ def main() -> None:
     args = ap.parse_args()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["logger=none", *args.overrides])
+    game = cfg.task._target_.endswith("GameGDA")
+    if game and (cfg.task.scheme != "simultaneous" or cfg.task.d_steps != 1 or cfg.task.lr_ratio != 1):
+        raise SystemExit("the bare GDA loop is simultaneous with d_steps=1 and lr_ratio=1; compare those")
     if args.data == "random":
         name = cfg.task.dataset._target_.rsplit(".", 1)[1]
         n, shape = SHAPES[name]
@@ -87,15 +110,17 @@ def main() -> None:
     with open_dict(cfg):
         cfg.total_steps = task.total_steps = args.steps
     task.evaluate = lambda: {}  # evaluation off in both loops: this measures training throughput
-    init = copy.deepcopy(task.net.state_dict())
+    nets = task.models()
+    init = copy.deepcopy({role: m.state_dict() for role, m in nets.items()})
     make_opt = instantiate(cfg.optim) if "aux" not in cfg.optim else None
     if make_opt is None:
         raise SystemExit("the bare loop uses one optimizer; pick an optim without `aux` (not muon)")
-    augment = task._augment if task.augment else None
+    augment = task._augment if not game and task.augment else None
     runner_s, bare_s = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds + 1):  # round 0 warms up both paths (allocator, kernels, caches)
-            task.net.load_state_dict(init)
+            for role, m in nets.items():
+                m.load_state_dict(init[role])
             opts = build.optimizers(cfg, task)
             history, file = History(task.primary, {}), MetricsFile(Path(tmp) / "metrics.jsonl")
 
@@ -109,16 +134,18 @@ def main() -> None:
             rt.sync()
             t_runner = time.perf_counter() - t0
             file.close()
-            task.net.load_state_dict(init)
-            t_bare = bare_loop(task.forward, task.x_train, task.y_train, make_opt, task.batch_size, args.steps,
-                               rt, task.label_smoothing, augment)
+            for role, m in nets.items():
+                m.load_state_dict(init[role])
+            t_bare = bare_gda(task, make_opt, args.steps, rt) if game else bare_loop(
+                task.forward, task.x_train, task.y_train, make_opt, task.batch_size, args.steps, rt,
+                task.label_smoothing, augment)
             if r:
                 runner_s.append(t_runner)
                 bare_s.append(t_bare)
     tr, tb = statistics.median(runner_s), statistics.median(bare_s)
     label = " ".join(args.overrides) or "default"
-    print(f"benchmark [{label}] on {rt.device}: {args.steps} steps x {args.rounds} rounds, batch {task.batch_size}, "
-          f"log_every {cfg.log_every}")
+    print(f"benchmark [{label}] on {rt.device}: {args.steps} steps x {args.rounds} rounds, "
+          f"batch {cfg.task.batch_size}, log_every {cfg.log_every}")
     print(f"  bare loop : {args.steps / tb:10.1f} steps/s  ({tb / args.steps * 1e3:.3f} ms/step)")
     print(f"  runner    : {args.steps / tr:10.1f} steps/s  ({tr / args.steps * 1e3:.3f} ms/step)")
     print(f"  ratio runner/bare throughput: {tb / tr:.3f}")

@@ -4,11 +4,12 @@
     runner task=gan task.scheme=extragradient                      # converges where GDA spirals out
     runner task=gan task.game=dirac task.reg=r1 task.gamma=0.3     # Dirac-GAN with a gradient penalty
     runner task=gan task.scheme=optimistic optim=adam              # Optimistic Adam
+    runner task=gan task.game=mog model=mlp optim=adam             # a real GAN on a ring of 8 Gaussians
 
-Both players descend their own loss: the generator (x) minimises L_G, the discriminator (y)
-minimises L_D (for the zero-sum bilinear game L_D = -L_G: ascent written as descent on the negated
-loss, so every optimizer works, `maximize` flag or not). The game's vector field is
-F(z) = (dL_G/dx, dL_D/dy) at z = (x, y).
+Both players descend their own loss (tasks/games.py defines the games): the generator minimises
+L_G, the discriminator L_D (zero-sum games: L_D = -L_G, ascent written as descent, so every
+optimizer works). The game's vector field is F(z) = (dL_G/d theta_G, dL_D/d theta_D) over all
+parameters z of both players.
 
 Schemes (`task.scheme`), each with any `optim` applying the update:
 - simultaneous: both players step from F(z_t).
@@ -19,205 +20,214 @@ Schemes (`task.scheme`), each with any `optim` applying the update:
   fed these gradients: Optimistic Adam).
 `train/grad_evals` counts evaluations of F (extragradient: two per step).
 
-Games (`task.game`): `bilinear`, min_x max_y x^T A y + b^T x + c^T y with A's singular values
-spread over [sv_min, sv_max] and the equilibrium x* = -A^-T c, y* = -A^-1 b; `dirac`, the Dirac-GAN
-of Mescheder et al. (2018): generator a point mass at theta, data at 0, discriminator D(x) = psi x,
-equilibrium (0, 0), with the standard, non-saturating or WGAN loss and R1/R2 penalties.
 gan/jac_max_real and gan/jac_max_abs are the largest real part and modulus of the eigenvalues of
-the Jacobian of v = -F (negative real parts everywhere: locally attracting; zero: cycling).
-Primary convergence metric: gan/dist_to_eq.
+the Jacobian of v = -F (negative real parts everywhere: locally attracting; zero: cycling), every
+`jacobian_every` steps: exact up to `jacobian_max` parameters, beyond that estimated by ARPACK
+(Arnoldi) from vector-Jacobian products (the eigenvalues of J and J^T are the same), at a fixed
+minibatch for `mog`. Primary convergence metric: gan/dist_to_eq where the equilibrium is known
+(bilinear, dirac), else gan/field_norm.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from runner.device import Runtime
-from runner.optim import OptimizerSet
+from runner.optim import OptimizerSet, total_norm
+from tasks.games import GAMES
 
-GAMES, SCHEMES, LOSSES, REGS = ("bilinear", "dirac"), ("simultaneous", "alternating", "extragradient", "optimistic"), \
-    ("standard", "nonsaturating", "wgan"), ("none", "r1", "r2")
+SCHEMES, LOSSES, REGS = ("simultaneous", "alternating", "extragradient", "optimistic"), \
+    ("standard", "nonsaturating", "wgan", "wgan_gp"), ("none", "r1", "r2")
 ROLES = ("generator", "discriminator")
-
-
-class Point(nn.Module):
-    """A player that is just a point in R^n (the bilinear game's x or y, Dirac-GAN's theta or psi)."""
-
-    def __init__(self, in_shape: tuple[int, ...], num_classes: int = 0, init_scale: float = 1.0):
-        super().__init__()
-        self.z = nn.Parameter(init_scale * torch.randn(in_shape[0], dtype=torch.float64))
+log = logging.getLogger(__name__)
 
 
 class GameGDA:
-    primary = "gan/dist_to_eq"
-
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], game: str = "bilinear",
-                 scheme: str = "simultaneous", steps: int = 2000, dim: int = 2, sv_min: float = 1.0,
+                 scheme: str = "simultaneous", steps: int = 2000, dim: int = 1, sv_min: float = 1.0,
                  sv_max: float = 1.0, loss: str = "standard", reg: str = "none", gamma: float = 0.0,
+                 gp_weight: float = 10.0, mixture: str = "ring", std: float | None = None, latent_dim: int = 16,
+                 batch_size: int = 256, eval_samples: int = 2500, w2_samples: int = 1000, mode_min: int = 20,
                  lr_ratio: float = 1.0, d_steps: int = 1, init_scale: float = 1.0, jacobian_max: int = 200,
-                 path_every: int = 1):
-        dev = runtime.device
-        self.game, self.scheme, self.loss, self.reg, self.gamma = game, scheme, loss, reg, gamma
-        self.total_steps, self.d_steps, self.jacobian_max = int(steps), int(d_steps), jacobian_max
+                 jacobian_every: int = 100, jacobian_iters: int = 300, path_every: int = 1):
+        self.game = GAMES[game](runtime.device, dim=dim, sv_min=sv_min, sv_max=sv_max, loss=loss, reg=reg,
+                                gamma=gamma, gp_weight=gp_weight, mixture=mixture, std=std, latent_dim=latent_dim,
+                                batch_size=batch_size, eval_samples=eval_samples, w2_samples=w2_samples,
+                                mode_min=mode_min)
+        self.players = {r: m.to(runtime.device) for r, m in self.game.players(model, init_scale).items()}
+        self.params = [p for r in ROLES for p in self.players[r].parameters()]
+        self.n_gen = len(list(self.players["generator"].parameters()))
+        self.n_params = sum(p.numel() for p in self.params)
+        self.scheme, self.total_steps, self.d_steps = scheme, int(steps), int(d_steps)
         self.lr_scale = {"discriminator": lr_ratio}  # two time scales: the runner scales D's lr(s)
-        n = dim if game == "bilinear" else 1
-        self.players = {r: model(in_shape=(n,), init_scale=init_scale).to(dev) for r in ROLES}
-        if game == "bilinear":
-            u, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
-            v, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
-            s = torch.linspace(sv_min, sv_max, n, dtype=torch.float64)
-            self.A = (u @ torch.diag(s) @ v.T).to(dev)
-            self.b, self.c = torch.randn(n, dtype=torch.float64, device=dev), torch.randn(n, dtype=torch.float64, device=dev)
-            self.eq = (-torch.linalg.solve(self.A.T, self.c), -torch.linalg.solve(self.A, self.b))
-        else:
-            self.eq = (torch.zeros(1, dtype=torch.float64, device=dev),) * 2
-        self.grad_evals = 0
+        self.primary = "gan/dist_to_eq" if self.game.eq is not None else "gan/field_norm"
+        self.jacobian_max, self.jacobian_every, self.jacobian_iters = jacobian_max, jacobian_every, jacobian_iters
+        self.grad_evals, self.step_count, self.last_jacobian = 0, 0, -jacobian_every
         self._previous: list[Tensor] | None = None  # optimistic: F(z_{t-1})
-        self.planar = 2 * n == 2 and path_every > 0  # Dirac-GAN and bilinear with dim=1 live in a plane
-        self.path_every, self.step_count = path_every, 0
-        self.path: list[list[Tensor]] = [[p.z.detach().clone() for p in self.players.values()]]
+        self._losses: tuple[Tensor, Tensor] | None = None
+        # the phase-plane picture: first coordinate of each player (Dirac-GAN, bilinear with dim=1)
+        self.path_every = path_every if self.game.planar_names and self.n_params == 2 else 0
+        self.path = [self._point()] if self.path_every else []
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
         cfg, problems = root.task, []
-        for key, allowed in (("game", GAMES), ("scheme", SCHEMES), ("loss", LOSSES), ("reg", REGS)):
+        for key, allowed in (("game", tuple(GAMES)), ("scheme", SCHEMES), ("loss", LOSSES), ("reg", REGS),
+                             ("mixture", ("ring", "grid"))):
             if cfg[key] not in allowed:
                 problems.append(f"task.{key}={cfg[key]!r}: allowed: {', '.join(allowed)}")
-        for key in ("lr_ratio", "steps", "d_steps", "dim", "sv_min"):
+        for key in ("lr_ratio", "steps", "d_steps", "dim", "sv_min", "batch_size", "latent_dim", "eval_samples",
+                    "w2_samples", "jacobian_every"):
             if not cfg[key] > 0:
                 problems.append(f"task.{key}={cfg[key]}: must be > 0")
-        if cfg.sv_max < cfg.sv_min or cfg.gamma < 0:
-            problems.append(f"task.sv_max={cfg.sv_max}, task.gamma={cfg.gamma}: need sv_max >= sv_min and gamma >= 0")
+        if cfg.sv_max < cfg.sv_min or cfg.gamma < 0 or cfg.gp_weight < 0:
+            problems.append(f"task.sv_max={cfg.sv_max}, task.gamma={cfg.gamma}, task.gp_weight={cfg.gp_weight}: "
+                            f"need sv_max >= sv_min, gamma >= 0 and gp_weight >= 0")
         if cfg.game == "bilinear" and (cfg.loss != "standard" or cfg.reg != "none"):
             problems.append(f"task.loss={cfg.loss} task.reg={cfg.reg}: the bilinear game has no GAN loss "
-                            f"or penalty; use task.game=dirac")
+                            f"or penalty; use task.game=dirac or task.game=mog")
+        point = root.model._target_.endswith(".Point")
+        if point == (cfg.game == "mog"):
+            fit = "model=mlp (MLP generator and discriminator)" if cfg.game == "mog" else "model=point"
+            problems.append(f"model={root.model._target_.rsplit('.', 1)[-1]}: does not fit task.game={cfg.game}; "
+                            f"use {fit}")
         return problems
 
     def models(self) -> Mapping[str, nn.Module]:
         return self.players
 
-    # ---- the game -------------------------------------------------------------------------
-    def losses(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """(L_G, L_D) at z = (x, y), each minimised by its own player."""
-        if self.game == "bilinear":
-            f = x @ self.A @ y + self.b @ x + self.c @ y
-            return f, -f
-        d_fake, d_real = y * x, y * 0.0  # D(x) = psi x on the fake sample theta and the real one at 0
-        if self.loss == "wgan":
-            loss_d, loss_g = (d_fake - d_real).sum(), -d_fake.sum()
-        else:
-            loss_d = (F.softplus(-d_real) + F.softplus(d_fake)).sum()
-            loss_g = -F.softplus(d_fake).sum() if self.loss == "standard" else F.softplus(-d_fake).sum()
-        if self.reg != "none":  # dD/dx = psi at real (R1) and fake (R2) samples alike
-            loss_d = loss_d + self.gamma / 2 * (y ** 2).sum()
-        return loss_g, loss_d
+    # ---- the vector field and its Jacobian ------------------------------------------------
+    def field(self, batch=None, create_graph: bool = False) -> list[Tensor]:
+        """F(z) at the players' current point, one tensor per parameter (generator's first)."""
+        loss_g, loss_d = self.game.losses(self.players, batch)
+        grads = [*torch.autograd.grad(loss_g, self.params[:self.n_gen], retain_graph=True, create_graph=create_graph),
+                 *torch.autograd.grad(loss_d, self.params[self.n_gen:], create_graph=create_graph)]
+        self._losses = (loss_g.detach(), loss_d.detach())
+        return grads
 
-    def field_at(self, x: Tensor, y: Tensor, create_graph: bool = False) -> list[Tensor]:
-        """F(z) = (dL_G/dx, dL_D/dy)."""
-        loss_g, loss_d = self.losses(x, y)
-        return [torch.autograd.grad(loss_g, x, create_graph=create_graph, retain_graph=True)[0],
-                torch.autograd.grad(loss_d, y, create_graph=create_graph)[0]]
-
-    def field(self) -> list[Tensor]:
-        """One evaluation of the vector field at the players' current point (counted)."""
+    def evaluate_field(self) -> list[Tensor]:
+        """One counted evaluation of F on a fresh minibatch."""
         self.grad_evals += 1
-        return self.field_at(self.players["generator"].z, self.players["discriminator"].z)
+        return self.field(self.game.sample())
+
+    def jacobian_vjp(self) -> Callable[[Tensor], Tensor]:
+        """u -> J^T u for the Jacobian J of v = -F at the current point (fixed minibatch)."""
+        v = [-g for g in self.field(self.game.sample(), create_graph=True)]
+
+        def vjp(u: Tensor) -> Tensor:  # u: (..., n) flat; batched over leading dims
+            parts = list(u.split([p.numel() for p in self.params], dim=-1))
+            outs = [q.reshape(*u.shape[:-1], *p.shape) for q, p in zip(parts, self.params)]
+            live = [i for i, t in enumerate(v) if t.requires_grad]  # constant parts of F (a WGAN critic's
+            grads = torch.autograd.grad([v[i] for i in live], self.params, [outs[i] for i in live],  # bias) add 0
+                                        retain_graph=True, allow_unused=True, is_grads_batched=u.ndim > 1)
+            return torch.cat([(g if g is not None else torch.zeros_like(q)).reshape(*u.shape[:-1], -1)
+                              for g, q in zip(grads, outs)], -1)
+        return vjp
 
     def jacobian(self) -> Tensor:
-        """Jacobian of the update field v = -F at the current point, exact (autograd), z = (x, y):
-        as in Mescheder et al., all eigenvalues with negative real part = locally attracting."""
-        x0, y0 = (p.z.detach() for p in self.players.values())
-        n = len(x0)
+        """The dense Jacobian of v = -F (rows: components of v), from one batched product."""
+        p = self.params[0]
+        eye = torch.eye(self.n_params, dtype=p.dtype, device=p.device)
+        return self.jacobian_vjp()(eye)  # row i = e_i^T J
 
-        def f(z: Tensor) -> Tensor:
-            return -torch.cat(self.field_at(z[:n], z[n:], create_graph=True))
+    def jacobian_eigs(self) -> dict[str, float | Tensor]:
+        """Largest real part and modulus of J's eigenvalues: exact, or by ARPACK beyond jacobian_max."""
+        if self.n_params <= self.jacobian_max:
+            eig = torch.linalg.eigvals(self.jacobian())
+            return {"gan/jac_max_real": eig.real.max(), "gan/jac_max_abs": eig.abs().max()}
+        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 
-        return torch.autograd.functional.jacobian(f, torch.cat([x0, y0]))
+        vjp, p = self.jacobian_vjp(), self.params[0]
+        op = LinearOperator((self.n_params,) * 2, dtype=np.float64, matvec=lambda u: vjp(
+            torch.as_tensor(np.ravel(u), dtype=p.dtype, device=p.device)).double().cpu().numpy())
+        out = {}
+        for key, which in (("gan/jac_max_real", "LR"), ("gan/jac_max_abs", "LM")):
+            try:
+                vals = eigs(op, k=1, which=which, maxiter=self.jacobian_iters, tol=1e-3, return_eigenvectors=False)
+            except ArpackNoConvergence as e:  # leave the value out rather than log an unconverged one
+                log.warning("ARPACK: %s not converged in %d restarts at step %d; raise task.jacobian_iters",
+                            key, self.jacobian_iters, self.step_count)
+                vals = e.eigenvalues
+            if len(vals):
+                out[key] = float(vals.real.max() if which == "LR" else np.abs(vals).max())
+        return out
 
     def _step(self, opt: Mapping[str, OptimizerSet], grads: list[Tensor], roles=ROLES, measure=False) -> dict:
-        stats = {}
-        for role, g in zip(ROLES, grads):
-            if role in roles:
-                self.players[role].z.grad = g  # autograd.grad returns fresh tensors: no copy needed
-                stats[role] = opt[role].step(measure)
-        return stats
+        for p, g in zip(self.params, grads):
+            p.grad = g  # autograd.grad returns fresh tensors: no copy needed
+        return {role: opt[role].step(measure) for role in roles}
+
+    def _point(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
 
     # ---- one step of the selected scheme --------------------------------------------------
     def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor | float]:
         for _ in range(1, self.d_steps):  # extra discriminator steps before each joint update
-            self._step(opt, self.field(), roles=("discriminator",))
-        if measure:
-            z0 = [p.z.detach().clone() for p in self.players.values()]
-            with torch.no_grad():
-                loss_g, loss_d = self.losses(*(p.z for p in self.players.values()))
+            self._step(opt, self.evaluate_field(), roles=("discriminator",))
+        out = {}
+        if measure and self.step_count - self.last_jacobian >= self.jacobian_every:
+            self.last_jacobian = self.step_count
+            out |= self.jacobian_eigs()  # at z_t, where this step's F is measured
+        if measure or self.scheme == "extragradient":
+            z0 = [p.detach().clone() for p in self.params]
+        g = self.evaluate_field()  # F(z_t): every scheme starts from it
+        loss_g, loss_d = self._losses
         if self.scheme == "simultaneous":
-            g = self.field()
             stats = self._step(opt, g, measure=measure)
         elif self.scheme == "alternating":
-            g = self.field()
             stats = self._step(opt, g, roles=("discriminator",), measure=measure)
-            stats |= self._step(opt, self.field(), roles=("generator",), measure=measure)
+            stats |= self._step(opt, self.evaluate_field(), roles=("generator",), measure=measure)
         elif self.scheme == "extragradient":
-            g = self.field()
             saved = [copy.deepcopy(o.state_dict()) for o in opt.values()]
-            params = [p.z.detach().clone() for p in self.players.values()]
             self._step(opt, g)  # trial step to z'
-            g_half = self.field()
+            g_half = self.evaluate_field()
             with torch.no_grad():
-                for p, v in zip(self.players.values(), params):
-                    p.z.copy_(v)
+                torch._foreach_copy_(self.params, z0)
             for o, s in zip(opt.values(), saved):
                 o.load_state_dict(s)
             stats = self._step(opt, g_half, measure=measure)
         else:  # optimistic
-            g = self.field()
             prev = self._previous or g
-            self._previous = [t.detach() for t in g]
+            self._previous = g
             stats = self._step(opt, [2 * a - b for a, b in zip(g, prev)], measure=measure)
         self.step_count += 1
-        if self.planar and self.step_count % self.path_every == 0 and len(self.path) < 20000:  # for the picture
-            self.path.append([p.z.detach().clone() for p in self.players.values()])
+        if self.path_every and self.step_count % self.path_every == 0 and len(self.path) < 20000:
+            self.path.append(self._point())
         if not measure:
             return {}
-        field_norm = torch.linalg.vector_norm(torch.cat(g))  # F at z_t, the point this step started from
-        dist = torch.linalg.vector_norm(torch.cat([a - e for a, e in zip(z0, self.eq)]))
-        out = {"gan/loss_g": loss_g, "gan/loss_d": loss_d, "gan/field_norm": field_norm, "gan/dist_to_eq": dist,
-               "train/grad_evals": float(self.grad_evals),
-               **{f"train/update_norm_{role}": s["update_norm"] for role, s in stats.items()}}
-        if sum(t.numel() for t in z0) <= self.jacobian_max:
-            eig = torch.linalg.eigvals(self.jacobian())
-            out |= {"gan/jac_max_real": eig.real.max(), "gan/jac_max_abs": eig.abs().max()}
+        out |= {"gan/loss_g": loss_g, "gan/loss_d": loss_d,
+                "gan/field_norm": total_norm(g),  # F at z_t, the point this step started from
+                "train/grad_evals": float(self.grad_evals),
+                **{f"train/update_norm_{role}": s["update_norm"] for role, s in stats.items()}}
+        if self.game.eq is not None:
+            out["gan/dist_to_eq"] = torch.linalg.vector_norm(torch.cat(z0) - torch.cat(self.game.eq))
         return out
 
-    def evaluate(self) -> dict[str, Tensor]:
-        return {}
+    def evaluate(self) -> dict[str, Tensor | float]:
+        for m in self.players.values():
+            m.eval()
+        out = self.game.evaluate(self.players, self.step_count)
+        for m in self.players.values():
+            m.train()
+        return out
 
     def figures(self, run_dir: Path) -> dict[str, Path]:
-        """The trajectory in the phase plane (first coordinate of each player)."""
-        if not self.planar:
-            return {}
+        """Phase-plane trajectory (2-parameter games) or generated against real samples (mog)."""
         import matplotlib
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from tasks.game_figures import phase_plane, samples
 
-        xs, ys = torch.stack([torch.cat(p) for p in self.path]).cpu().T.tolist()
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.plot(xs, ys, lw=0.8)
-        ax.scatter([xs[0]], [ys[0]], c="green", label="start", zorder=3)
-        ax.scatter([float(self.eq[0][0])], [float(self.eq[1][0])], c="red", marker="*", s=120, label="equilibrium", zorder=3)
-        ax.set_xlabel("generator" + (r" $\theta$" if self.game == "dirac" else " x"))
-        ax.set_ylabel("discriminator" + (r" $\psi$" if self.game == "dirac" else " y"))
-        ax.set_title(f"{self.game} {self.scheme}", fontsize=9)
-        ax.legend(fontsize=8)
-        path = run_dir / "phase.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return {"gan/phase": path}
+        if self.path:
+            return {"gan/phase": phase_plane(self, run_dir / "phase.png")}
+        if getattr(self.game, "snapshots", None):
+            return samples(self, run_dir)
+        return {}

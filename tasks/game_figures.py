@@ -1,0 +1,63 @@
+"""Pictures of the GAN task, saved as PNG in the run folder (the runner logs them to wandb):
+the trajectory in the phase plane for two-parameter games, and generated against real samples
+for the mixture of Gaussians, at the end and at every evaluation (`eval_every` steps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import torch
+
+if TYPE_CHECKING:
+    from tasks.gan import GameGDA
+
+
+def phase_plane(task: GameGDA, path: Path) -> Path:
+    xs, ys = torch.stack(task.path).cpu().T.tolist()
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(xs, ys, lw=0.8)
+    ax.scatter([xs[0]], [ys[0]], c="green", label="start", zorder=3)
+    eq = [float(e[0]) for e in task.game.eq]
+    ax.scatter(*eq, c="red", marker="*", s=120, label="equilibrium", zorder=3)
+    ax.set_xlabel(task.game.planar_names[0])
+    ax.set_ylabel(task.game.planar_names[1])
+    ax.set_title(f"{type(task.game).__name__.lower()} game, {task.scheme} GDA", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _panel(ax, task: GameGDA, fake: torch.Tensor, title: str) -> None:
+    game = task.game
+    real = game.eval_real[:len(fake)].cpu()
+    ax.scatter(real[:, 0], real[:, 1], s=2, c="0.6", label="real")
+    ax.scatter(fake[:, 0], fake[:, 1], s=2, c="tab:blue", alpha=0.6, label="generated")
+    c = game.centers.cpu()
+    ax.scatter(c[:, 0], c[:, 1], s=30, facecolors="none", edgecolors="red", lw=0.8, label="modes")
+    lim = float(c.abs().max()) + 1.5
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=6)
+
+
+def samples(task: GameGDA, run_dir: Path) -> dict[str, Path]:
+    """samples.png: the last evaluation, large; samples_progress.png: up to 8 evaluations over the run."""
+    snaps = task.game.snapshots
+    step, fake = snaps[-1]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    _panel(ax, task, fake, f"step {step}: {len(fake)} generated vs real ({task.scheme} GDA)")
+    ax.legend(fontsize=7, markerscale=3, loc="upper right")
+    final = run_dir / "samples.png"
+    fig.savefig(final, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    picks = sorted({round(i * (len(snaps) - 1) / 7) for i in range(8)}) if len(snaps) > 8 else range(len(snaps))
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.4), squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        _panel(ax, task, snaps[i][1], f"step {snaps[i][0]}")
+    progress = run_dir / "samples_progress.png"
+    fig.savefig(progress, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return {"gan/samples": final, "gan/samples_progress": progress}
