@@ -91,3 +91,14 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
         if reason:
             return step, reason
     return total, None
+
+
+def assess(task: Task, emit: Emit, start: float) -> str | None:
+    """The task's measurements after training (the optional hook `task.assess()`, e.g. a diffusion
+    sampler at every step count of its grid): each record is emitted as it comes, `time_s` counted
+    from `start` (the run's perf_counter origin). Returns the divergence reason or None."""
+    for record in task.assess():
+        reason = emit({**record, "time_s": time.perf_counter() - start})
+        if reason:
+            return reason
+    return None

@@ -23,7 +23,7 @@ from rich.console import Console
 from runner import build
 from runner.convergence import fit_tail
 from runner.device import Runtime
-from runner.loop import train
+from runner.loop import assess, train
 from runner.metrics import History, MetricsFile, write_json_atomic
 from runner.progress import Reporter, summary_table
 from runner.tracker import NullTracker
@@ -96,6 +96,10 @@ def run(cfg: DictConfig) -> int:
         steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
                               sharpness_every=cfg.metrics.sharpness_every,
                               sharpness_iters=cfg.metrics.sharpness_iters)
+        if reason is None and callable(getattr(task, "assess", None)):
+            reason = assess(task, rec.emit, t0)
+        if callable(getattr(task, "convergence", None)):
+            summary["convergence"] = task.convergence(rec.history.primary)
         summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
         if callable(getattr(task, "figures", None)):
             summary["figures"] = {key: str(path) for key, path in task.figures(run_dir).items()}
@@ -127,7 +131,8 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     if summary["status"] in ("failed", "interrupted"):
         summary["steps"] = history.last_step
     conv = {"conv/metric": history.primary,
-            **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor)}
+            **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor),
+            **summary.get("convergence", {})}  # a task's own fit (task.convergence) replaces the tail fit
     summary.update(wall_time_s=wall, final=history.final, best=history.best, convergence=conv,
                    targets=history.reached)
     write_json_atomic(Path(summary["run_dir"]) / "summary.json", summary)

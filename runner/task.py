@@ -3,6 +3,12 @@
 A task is a plain class built from `conf/task/<name>.yaml`. The runner calls it with the live
 objects it owns (runtime, model factory); the task owns data, forward, loss, backward and the
 `opt.step()` calls, in reading order, in its own file.
+
+Optional: `assess()`, measurements after training, yielding one record each with its own
+`step` (a diffusion task: its sampler at every step count N of its grid, at step = training
+steps + N); `convergence(metric)`, the task's own fit of `metric` (`conv/*` keys) in place of the
+runner's tail fit (the diffusion task fits log error against log NFE); `figures(run_dir)`,
+{key: PNG path} saved after the run and sent to the tracker.
 """
 
 from __future__ import annotations

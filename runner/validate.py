@@ -19,6 +19,9 @@ from runner.device import DEVICE_PATTERN, PRECISIONS
 # Keys the runner reads from a node itself; they are not constructor arguments.
 RUNNER_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_", "aux", "create_graph", "models"}
 LOGGER_MODES = ("online", "offline", "disabled")
+# Config groups (null in conf/config.yaml) that only some tasks read, as a constructor argument
+# of that name (conf/task/diffusion.yaml: `sampler: ${sampler}`).
+TASK_GROUPS = ("sampler",)
 
 
 class ConfigError(ValueError):
@@ -98,6 +101,13 @@ def _task(cfg: DictConfig, choices: Mapping[str, str]) -> Iterable[str]:
     if cfg.metrics.sharpness_every and not hasattr(task_class, "sharpness_loss"):
         yield (f"metrics.sharpness_every={cfg.metrics.sharpness_every}: task={choices.get('task')} "
                f"has no sharpness measurement; use metrics.sharpness_every=0")
+    takes = inspect.signature(task_class).parameters
+    for group in TASK_GROUPS:
+        if group in cfg and group not in takes:
+            yield (f"{group}={choices.get(group)}: task={choices.get('task')} takes no {group}; "
+                   f"remove {group}=... (the {group} group is for tasks with a `{group}` argument)")
+        elif group in cfg:
+            yield from _node(group, cfg[group], live=())
     check = getattr(task_class, "check", None)
     if callable(check):
         yield from check(cfg)

@@ -1,0 +1,491 @@
+"""Diffusion sampling with the sampler's error measured against targets whose noised scores are
+exact: the order of convergence in the number of steps, as a paper would claim it.
+
+    runner task=diffusion                                     # 2-D ring of Gaussians, VP, Euler
+    runner task=diffusion sampler=heun task.process=ve task.grid=karras
+    runner task=diffusion task.target=gaussian task.dim=8 sampler=dpmpp_2m
+    runner task=diffusion model=mlp optim=adam task.train_steps=3000   # a learned score
+
+Targets (`task.target`) are Gaussian mixtures, so every noised marginal
+p_t = sum_k w_k N(alpha_t mu_k, alpha_t^2 C_k + sigma_t^2 I) and its score are exact in closed form:
+`gaussian` (one component, any mean and covariance in `dim` dimensions) and `gmm` (`mixture`: a
+2-D `ring` or `grid`, or `random` means in `dim` dimensions). Processes (`task.process`): `vp`
+with a linear or cosine schedule, and `ve` with sigma(t) = t (EDM); time grids `uniform`,
+`quadratic` and `karras` (rho) over [t_min, t_max].
+
+With `model=exact` the closed-form score is used and nothing is trained. With `model=mlp` a
+network learns the score by denoising score matching (`train/loss`) for `task.train_steps` steps
+with the selected optimizer, and is then sampled the same way (errors then include the score's).
+
+After training, one sampling run per step count N of `task.steps` starts from the same initial
+noise and, for the stochastic samplers, the same Brownian path (common random numbers), and logs
+at step = training steps + N:
+- diff/err: RMS distance of each sample to where the exact dynamics (exact score, exact flow for a
+  Gaussian, else a much finer solve) take the same noise. The primary metric; diff/err_floor is
+  the error of that reference (its distance to a 2x coarser one, an overestimate).
+- diff/w2 (POT, `ot_samples` points against a fresh target sample) with diff/w2_floor, the W2
+  between two independent target samples of that size; diff/mmd (RBF kernel of bandwidth
+  `mmd_bandwidth`) with diff/mmd_floor; for a Gaussian target diff/w2_gauss, the closed-form W2
+  between the Gaussian fitted to all samples and the target, with its floor (the same for the
+  reference samples); diff/steps, diff/nfe, time/sample_s.
+The target is p_{t_min}, where sampling stops. The summary's `convergence` holds the fitted order:
+the slope of log error against log NFE (= log steps for fixed-step samplers), on the points above
+twice their floor.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchsde
+from omegaconf import DictConfig, ListConfig
+from torch import Tensor, nn
+
+from runner.device import Runtime
+from runner.optim import OptimizerSet
+from tasks.samplers import ReverseSDE, adaptive
+from tasks.transport import w2 as sample_w2
+
+TARGETS, MIXTURES, PROCESSES, SCHEDULES, GRIDS, PRIORS = (
+    ("gaussian", "gmm"), ("ring", "grid", "random"), ("vp", "ve"), ("linear", "cosine"),
+    ("uniform", "quadratic", "karras"), ("exact", "standard"))
+TIME_FEATURES = 9  # log-sigma and 4 sine/cosine pairs: the learned model's time input
+
+
+# ---- targets -------------------------------------------------------------------------------
+class Mixture:
+    """sum_k w_k N(mu_k, C_k) in float64; a Gaussian is one component."""
+
+    def __init__(self, means: Tensor, covs: Tensor, weights: Tensor):
+        self.means, self.covs, self.weights = means, covs, weights / weights.sum()
+        self.chol = torch.linalg.cholesky(covs)
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def noised(self, alpha: Tensor | float, sigma: Tensor | float) -> Mixture:
+        """The law of alpha x + sigma eps: every component scaled and widened."""
+        eye = torch.eye(self.dim, dtype=self.covs.dtype, device=self.covs.device)
+        return Mixture(alpha * self.means, alpha ** 2 * self.covs + sigma ** 2 * eye, self.weights)
+
+    def sample(self, n: int) -> Tensor:
+        k = torch.multinomial(self.weights.cpu(), n, replacement=True).to(self.means.device)
+        z = torch.randn(n, self.dim, dtype=self.means.dtype).to(self.means.device)
+        return self.means[k] + (self.chol[k] @ z.unsqueeze(-1)).squeeze(-1)
+
+    def _components(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """log w_k N(x; mu_k, C_k) as (n, K), and L_k^-1 (x - mu_k) as (K, n, d)."""
+        diff = (x.unsqueeze(0) - self.means.unsqueeze(1)).transpose(1, 2)  # (K, d, n)
+        z = torch.linalg.solve_triangular(self.chol, diff, upper=False)
+        log_det = self.chol.diagonal(dim1=1, dim2=2).log().sum(1)
+        log_n = -0.5 * (z ** 2).sum(1) - log_det.unsqueeze(1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return (self.weights.log().unsqueeze(1) + log_n).T, z
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return torch.logsumexp(self._components(x)[0], dim=1)
+
+    def score(self, x: Tensor) -> Tensor:
+        """grad log p(x) = sum_k r_k(x) (-C_k^-1 (x - mu_k)), r_k the posterior of component k."""
+        log_wn, z = self._components(x)
+        resp = torch.softmax(log_wn, dim=1)  # (n, K)
+        grads = -torch.linalg.solve_triangular(self.chol.transpose(1, 2), z, upper=True)  # (K, d, n)
+        return torch.einsum("nk,kdn->nd", resp, grads)
+
+
+def make_target(target: str, dim: int, mixture: str, components: int, scale: float, std: float,
+                mean: float | list | None, cov: float | list | None, device: torch.device) -> Mixture:
+    kw = {"dtype": torch.float64, "device": device}
+    if target == "gaussian":
+        return Mixture(gaussian_mean(mean, dim, **kw)[None], gaussian_cov(cov, dim, **kw)[None], torch.ones(1, **kw))
+    if mixture == "ring":
+        angle = 2 * math.pi * torch.arange(components, **kw) / components
+        means = scale * torch.stack([angle.cos(), angle.sin()], 1)
+    elif mixture == "grid":
+        side = torch.linspace(-scale, scale, math.isqrt(components), **kw)
+        means = torch.cartesian_prod(side, side)
+    else:  # random: the run's seed draws the means
+        means = scale * torch.randn(components, dim, dtype=torch.float64).to(device)
+    covs = std ** 2 * torch.eye(means.shape[1], **kw).expand(len(means), -1, -1).clone()
+    return Mixture(means, covs, torch.ones(len(means), **kw))
+
+
+def gaussian_mean(mean: float | list | None, dim: int, **kw) -> Tensor:
+    """null: 0; a number: every coordinate; a list of dim numbers."""
+    return torch.zeros(dim, **kw) + torch.as_tensor(0.0 if mean is None else mean, **kw)
+
+
+def gaussian_cov(cov: float | list | None, dim: int, **kw) -> Tensor:
+    """null: diag(linspace(0.1, 1, dim)), anisotropic; a number: isotropic; a list: the diagonal;
+    a dim x dim list of lists: the matrix."""
+    if cov is None:
+        return torch.diag(torch.linspace(0.1, 1.0, dim, **kw))
+    c = torch.as_tensor(cov, **kw)
+    return c * torch.eye(dim, **kw) if c.ndim == 0 else torch.diag(c) if c.ndim == 1 else c
+
+
+# ---- forward processes and time grids ------------------------------------------------------
+class Process:
+    """x_t = alpha_t x_0 + sigma_t eps. vp: alpha^2 + sigma^2 = 1, linear beta(t) or the cosine
+    schedule of Nichol & Dhariwal (offset 0.008); ve: alpha = 1, sigma = t (EDM)."""
+
+    def __init__(self, kind: str, schedule: str, beta_min: float, beta_max: float, t_min: float, t_max: float):
+        self.kind, self.schedule, self.beta_min, self.beta_max = kind, schedule, beta_min, beta_max
+        self.t_min, self.t_max = t_min, t_max
+
+    def _cosine_angle(self, t: Tensor) -> Tensor:
+        return (t + 0.008) / 1.008 * math.pi / 2
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        if self.kind == "ve":
+            return torch.ones_like(t), t
+        if self.schedule == "linear":
+            alpha = torch.exp(-0.5 * (self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t ** 2))
+        else:
+            alpha = self._cosine_angle(t).cos() / math.cos(self._cosine_angle(torch.zeros(())))
+        return alpha, (1 - alpha ** 2).sqrt()
+
+    def coefficients(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(f, g^2): drift coefficient d log(alpha)/dt and squared diffusion d sigma^2/dt - 2 f sigma^2."""
+        if self.kind == "ve":
+            return torch.zeros_like(t), 2 * t
+        if self.schedule == "linear":
+            f = -0.5 * (self.beta_min + t * (self.beta_max - self.beta_min))
+        else:
+            f = -self._cosine_angle(t).tan() * math.pi / 2 / 1.008
+        return f, -2 * f  # sigma^2 = 1 - alpha^2 makes g^2 = -2 f
+
+
+def time_grid(kind: str, n: int, t_min: float, t_max: float, rho: float, **kw) -> Tensor:
+    """n steps from t_max down to t_min: uniform in t, quadratic (dense near t_min), or Karras et
+    al.'s rho-spacing, uniform in t^(1/rho)."""
+    u = torch.linspace(0, 1, n + 1, dtype=torch.float64, **kw)
+    if kind == "uniform":
+        return t_max + u * (t_min - t_max)
+    if kind == "quadratic":
+        return t_min + (t_max - t_min) * (1 - u) ** 2
+    return (t_max ** (1 / rho) + u * (t_min ** (1 / rho) - t_max ** (1 / rho))) ** rho
+
+
+class Dynamics:
+    """A process with a score: what the samplers step (tasks/samplers.py)."""
+
+    def __init__(self, process: Process, score: Callable[[Tensor, Tensor], Tensor]):
+        self.process, self.score = process, score
+
+    def denoise(self, x: Tensor, t: Tensor) -> Tensor:
+        """E[x_0 | x_t = x] = (x + sigma^2 score) / alpha (Tweedie)."""
+        alpha, sigma = self.process.alpha_sigma(t)
+        return (x + sigma ** 2 * self.score(x, t)) / alpha
+
+
+# ---- models ----------------------------------------------------------------------------------
+class ExactScore(nn.Module):
+    """model=exact: no network; the task scores with the closed form of the noised target."""
+
+    def __init__(self, in_shape: tuple[int, ...] = (), num_classes: int = 0):
+        super().__init__()
+
+
+def time_features(sigma: Tensor, n: int) -> Tensor:
+    c = sigma.log().expand(n, 1) / 4
+    freqs = 2.0 ** torch.arange(4, dtype=c.dtype, device=c.device)
+    return torch.cat([c, (c * freqs).sin(), (c * freqs).cos()], 1)
+
+
+# ---- the task --------------------------------------------------------------------------------
+class DiffusionSampling:
+    primary = "diff/err"
+
+    def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], sampler: Callable[[], Callable],
+                 target: str = "gmm", dim: int = 2, mixture: str = "ring", components: int = 8, scale: float = 3.0,
+                 std: float = 0.3, mean: float | list | None = None, cov: float | list | None = None,
+                 process: str = "vp", schedule: str = "linear", beta_min: float = 0.1, beta_max: float = 20.0,
+                 t_min: float | None = None, t_max: float | None = None, grid: str = "uniform", rho: float = 7.0,
+                 prior: str = "exact", steps: int | list[int] = (4, 8, 16, 32, 64, 128), samples: int = 10000,
+                 ot_samples: int = 1500, mmd_bandwidth: float = 1.0, ref_factor: int = 16, ref_tol: float = 1e-11,
+                 train_steps: int = 2000, batch_size: int = 512):
+        self.rt, dev = runtime, runtime.device
+        self.steps = [int(steps)] if isinstance(steps, int) else [int(n) for n in steps]
+        t_lo, t_hi = default_times(process, schedule)
+        self.process = Process(process, schedule, beta_min, beta_max, t_min or t_lo, t_max or t_hi)
+        self.target = make_target(target, dim, mixture, components, scale, std, mean, cov, dev)
+        self.exact = Dynamics(self.process, self.exact_score)
+        self.net = model(in_shape=(self.target.dim + TIME_FEATURES,), num_classes=self.target.dim).to(dev)
+        self.learned = not isinstance(self.net, ExactScore)
+        self.dyn = Dynamics(self.process, self.learned_score) if self.learned else self.exact
+        self.total_steps = int(train_steps) if self.learned else 0
+        self.sampler, self.grid_kind, self.rho, self.prior = sampler(), grid, rho, prior
+        self.samples, self.ot_samples, self.bandwidth = samples, ot_samples, mmd_bandwidth
+        self.ref_factor, self.ref_tol, self.batch_size = ref_factor, ref_tol, batch_size
+        self.second_moment = float((self.target.means ** 2).sum(1).mean() + self.target.covs.diagonal(dim1=1, dim2=2).sum(1).mean()) / self.target.dim
+        self.records: list[dict[str, float]] = []
+        self.shown: dict[int, Tensor] = {}  # N -> samples for the picture
+
+    @staticmethod
+    def check(root: DictConfig) -> list[str]:
+        return check_config(root.task)
+
+    def models(self) -> Mapping[str, nn.Module]:
+        return {"score": self.net} if self.learned else {}
+
+    # ---- scores -------------------------------------------------------------------------
+    def exact_score(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.target.noised(*self.process.alpha_sigma(t)).score(x)
+
+    def _net_eps(self, x: Tensor, t: Tensor) -> Tensor:
+        """The network predicts the noise eps from x_t scaled to unit variance and log sigma_t."""
+        alpha, sigma = self.process.alpha_sigma(t)
+        x_in = x / (alpha ** 2 * self.second_moment + sigma ** 2).sqrt().reshape(-1, 1)
+        with self.rt.autocast():
+            return self.net(torch.cat([x_in, time_features(sigma.reshape(-1, 1), len(x))], 1).float()).float()
+
+    def learned_score(self, x: Tensor, t: Tensor) -> Tensor:
+        with torch.no_grad():
+            return -self._net_eps(x, t).to(x.dtype) / self.process.alpha_sigma(t)[1]
+
+    # ---- denoising score matching ---------------------------------------------------------
+    def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor]:
+        opt = opt["score"]
+        x0 = self.target.sample(self.batch_size)
+        lo, hi = self.process.t_min, self.process.t_max
+        u = torch.rand(self.batch_size, 1, dtype=torch.float64, device=x0.device)
+        # VE spans sigma from 0.002 to 80: train uniformly in log sigma, as EDM does; VP in t
+        t = lo * (hi / lo) ** u if self.process.kind == "ve" else lo + (hi - lo) * u
+        alpha, sigma = self.process.alpha_sigma(t)
+        eps = torch.randn_like(x0)
+        loss = ((self._net_eps(alpha * x0 + sigma * eps, t) - eps.float()) ** 2).mean()
+        opt.zero_grad()
+        loss.backward(create_graph=opt.create_graph)
+        stats = opt.step(measure)
+        if not measure:
+            return {}
+        return {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
+
+    def evaluate(self) -> dict[str, Tensor]:
+        return {}
+
+    # ---- sampling at every step count, with common random numbers ----------------------------
+    def assess(self) -> Iterator[dict[str, float]]:
+        """One record per step count N: the sampler from the same noise (and Brownian path)."""
+        dev, n, p = self.rt.device, self.samples, self.process
+        start = self.target.noised(*p.alpha_sigma(torch.tensor(p.t_max, dtype=torch.float64)))
+        x_T = start.sample(n) if self.prior == "exact" else p.alpha_sigma(torch.tensor(p.t_max))[1].item() * \
+            torch.randn(n, self.target.dim, dtype=torch.float64).to(dev)
+        bm = torchsde.BrownianInterval(t0=-p.t_max, t1=-p.t_min, size=(n, self.target.dim), dtype=torch.float64,
+                                       device=dev, entropy=int(torch.randint(2 ** 31, ())),
+                                       levy_area_approximation="space-time")
+        end = self.target.noised(*p.alpha_sigma(torch.tensor(p.t_min, dtype=torch.float64)))
+        fresh, other = end.sample(self.ot_samples), end.sample(self.ot_samples)
+        reference, ref_floor = self.reference(x_T, bm)
+        floors = {"diff/err_floor": ref_floor, "diff/w2_floor": sample_w2(other, fresh),
+                  "diff/mmd_floor": mmd(other, fresh, self.bandwidth)}
+        if len(end.means) == 1:
+            floors["diff/w2_gauss_floor"] = w2_gaussian(reference, end.means[0], end.covs[0])
+        for n_steps in self.steps:
+            t0 = time.perf_counter()
+            x, nfe = self.sampler(self.dyn, x_T, self.grid(n_steps), bm)
+            self.rt.sync()
+            record = {"step": self.total_steps + n_steps, "diff/steps": float(n_steps), "diff/nfe": float(nfe),
+                      "time/sample_s": time.perf_counter() - t0,
+                      "diff/err": float(((x - reference) ** 2).sum(1).mean().sqrt()),
+                      "diff/w2": sample_w2(x[:self.ot_samples], fresh),
+                      "diff/mmd": mmd(x[:self.ot_samples], fresh, self.bandwidth), **floors}
+            if len(end.means) == 1:
+                record["diff/w2_gauss"] = w2_gaussian(x, end.means[0], end.covs[0])
+            self.records.append(record)
+            self.shown[n_steps] = x[:2000, :2].cpu()
+            yield record
+        self.shown[0] = fresh[:, :2].cpu()
+
+    def grid(self, n: int) -> Tensor:
+        return time_grid(self.grid_kind, n, self.process.t_min, self.process.t_max, self.rho, device=self.rt.device)
+
+    def reference(self, x_T: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, float]:
+        """Where the exact dynamics take the same noise, and an overestimate of that point's own
+        error: the exact flow map for a Gaussian (error: rounding); otherwise the flow solved by
+        dopri8 at ref_tol, or the reverse SDE on the same path by stochastic Runge-Kutta (strong
+        order 1.5 here: the noise is additive) on a ref_factor-times finer grid, each compared
+        with a 100x looser tolerance or a 2x coarser grid."""
+        p, grid = self.process, self.grid(self.ref_factor * max(self.steps))
+        if getattr(self.sampler, "stochastic", False):
+            fine, _ = ReverseSDE("srk")(self.exact, x_T, grid, bm)
+            coarse, _ = ReverseSDE("srk")(self.exact, x_T, grid[::2], bm)
+        elif len(self.target.means) == 1:
+            fine = coarse = gaussian_flow(self.target, p, x_T, p.t_max, p.t_min)
+        else:
+            def velocity(t: Tensor, x: Tensor) -> Tensor:
+                f, g2 = p.coefficients(t)
+                return f * x - 0.5 * g2 * self.exact_score(x, t)
+
+            fine = adaptive(velocity, x_T, grid[0], grid[-1], "dopri8", self.ref_tol)
+            coarse = adaptive(velocity, x_T, grid[0], grid[-1], "dopri8", 100 * self.ref_tol)
+        return fine, float(((fine - coarse) ** 2).sum(1).mean().sqrt())
+
+    def convergence(self, metric: str) -> dict[str, float | str | None]:
+        """The empirical order: least squares of log metric on log NFE over the points above
+        twice their floor (`<metric>_floor`); the order is minus the slope."""
+        pts = [(r["diff/nfe"], r[metric]) for r in self.records
+               if metric in r and math.isfinite(r[metric]) and r[metric] > 2 * r.get(f"{metric}_floor", 0.0)]
+        out: dict[str, float | str | None] = {"conv/metric": metric, "conv/x": "diff/nfe", "conv/points": len(pts),
+                                              "conv/kind": None, "conv/exponent": None, "conv/order": None,
+                                              "conv/r2": None, "conv/rate": None}
+        if len(pts) < 2 or len({n for n, _ in pts}) < 2:
+            return out
+        x, y = np.log([q[0] for q in pts]), np.log([q[1] for q in pts])
+        slope, intercept = np.polyfit(x, y, 1)
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        r2 = 1 - float(((y - slope * x - intercept) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+        return {**out, "conv/kind": "sublinear", "conv/exponent": float(slope), "conv/order": -float(slope), "conv/r2": r2}
+
+    # ---- pictures ------------------------------------------------------------------------------
+    def figures(self, run_dir: Path) -> dict[str, Path]:
+        """Samples against the target (first two coordinates), and error against NFE (log-log)."""
+        if not self.records:
+            return {}
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        shown = [n for n in self.steps if n in self.shown]
+        shown = sorted({shown[0], shown[len(shown) // 2], shown[-1]})
+        fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.6), squeeze=False)
+        for ax, n in zip(axes[0], shown):
+            ax.scatter(*self.shown[0].T, s=2, c="grey", alpha=0.4, label="target")
+            ax.scatter(*self.shown[n].T, s=2, c="C0", alpha=0.5, label="samples")
+            ax.set_title(f"{type(self.sampler).__name__} N={n}", fontsize=9)
+            ax.set_aspect("equal", adjustable="datalim")
+        axes[0][0].legend(fontsize=7, markerscale=4, loc="upper right")
+        samples = run_dir / "samples.png"
+        fig.savefig(samples, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+        nfe = [r["diff/nfe"] for r in self.records]
+        for i, key in enumerate(("diff/err", "diff/w2", "diff/w2_gauss", "diff/mmd")):
+            if key in self.records[0]:
+                ax.loglog(nfe, [r[key] for r in self.records], "o-", c=f"C{i}", label=key)
+                ax.axhline(self.records[0][f"{key}_floor"], c=f"C{i}", ls=":", lw=1)
+        fit = self.convergence(self.primary)
+        if fit["conv/order"] is not None:
+            ax.set_title(f"{self.primary}: fitted order {fit['conv/order']:.2f} ({fit['conv/points']} points)", fontsize=9)
+        ax.set_xlabel("NFE (score evaluations)")
+        ax.set_ylabel("error (dotted: noise floor)")
+        ax.legend(fontsize=7)
+        errors = run_dir / "error_vs_nfe.png"
+        fig.savefig(errors, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return {"diff/samples": samples, "diff/error_vs_nfe": errors}
+
+
+# ---- closed forms and sample distances -----------------------------------------------------------
+def default_times(process: str, schedule: str) -> tuple[float, float]:
+    """[t_min, t_max] when not set: EDM's sigma range for ve; for the cosine schedule t_max < 1,
+    where alpha = 0 and the drift f = -tan(pi/2) is infinite."""
+    if process == "ve":
+        return 0.002, 80.0
+    return 1e-3, 1.0 if schedule == "linear" else 0.999
+
+
+def gaussian_flow(target: Mixture, process: Process, x: Tensor, t: float, s: float) -> Tensor:
+    """The probability-flow map from time t to s for a Gaussian target N(m, C): every marginal
+    covariance alpha^2 C + sigma^2 I shares C's eigenvectors, and the flow is the symmetric map
+    x -> alpha_s m + S_s^1/2 S_t^-1/2 (x - alpha_t m)."""
+    (a_t, s_t), (a_s, s_s) = (process.alpha_sigma(torch.tensor(v, dtype=torch.float64)) for v in (t, s))
+    lam, q = torch.linalg.eigh(target.covs[0])
+    ratio = ((a_s ** 2 * lam + s_s ** 2) / (a_t ** 2 * lam + s_t ** 2)).sqrt()
+    m = target.means[0]
+    return a_s * m + ((x - a_t * m) @ q) * ratio @ q.T
+
+
+def w2_gaussian(x: Tensor, mean: Tensor, cov: Tensor) -> float:
+    """Closed-form W2 between the Gaussian fitted to the rows of x and N(mean, cov):
+    |m - mean|^2 + tr(S + cov - 2 (cov^1/2 S cov^1/2)^1/2)."""
+    m, s = x.mean(0), torch.cov(x.T).reshape(len(mean), len(mean))
+    root = _sqrtm(cov)
+    cross = _sqrtm(root @ s @ root)
+    return max(float(((m - mean) ** 2).sum() + torch.trace(s + cov - 2 * cross)), 0.0) ** 0.5
+
+
+def _sqrtm(a: Tensor) -> Tensor:
+    lam, q = torch.linalg.eigh(a)
+    return (q * lam.clamp(min=0).sqrt()) @ q.T
+
+
+def mmd(x: Tensor, y: Tensor, bandwidth: float) -> float:
+    """MMD with the RBF kernel exp(-|a - b|^2 / (2 bandwidth^2)), biased (V-statistic) estimate."""
+    def k(a: Tensor, b: Tensor) -> Tensor:
+        return torch.exp(-torch.cdist(a, b) ** 2 / (2 * bandwidth ** 2)).mean()
+
+    return max(float(k(x, x) + k(y, y) - 2 * k(x, y)), 0.0) ** 0.5
+
+
+# ---- validation --------------------------------------------------------------------------------
+def check_config(cfg: DictConfig) -> list[str]:
+    """Every problem with the task's values, each naming key, value and what is allowed."""
+    problems = []
+    for key, allowed in (("target", TARGETS), ("mixture", MIXTURES), ("process", PROCESSES),
+                         ("schedule", SCHEDULES), ("grid", GRIDS), ("prior", PRIORS)):
+        if cfg[key] not in allowed:
+            problems.append(f"task.{key}={cfg[key]!r}: allowed: {', '.join(allowed)}")
+    steps = [cfg.steps] if isinstance(cfg.steps, int) else list(cfg.steps) if isinstance(cfg.steps, ListConfig) else None
+    if not steps or not all(isinstance(n, int) and n > 0 for n in steps):
+        problems.append(f"task.steps={cfg.steps}: a positive integer or a list of them, e.g. [4,8,16,32,64,128]")
+    elif any(b <= a for a, b in zip(steps, steps[1:])):
+        problems.append(f"task.steps={steps}: the step counts must be strictly increasing, e.g. [4,8,16,32,64,128]")
+    for key in ("dim", "components", "samples", "ot_samples", "ref_factor", "train_steps", "batch_size"):
+        if not (isinstance(cfg[key], int) and cfg[key] > 0):
+            problems.append(f"task.{key}={cfg[key]!r}: must be a positive integer")
+    for key in ("std", "mmd_bandwidth", "rho", "ref_tol", "beta_min", "beta_max"):
+        if not cfg[key] > 0:
+            problems.append(f"task.{key}={cfg[key]}: must be > 0")
+    if cfg.ot_samples > cfg.samples:
+        problems.append(f"task.ot_samples={cfg.ot_samples}: at most task.samples={cfg.samples}")
+    lo, hi = default_times(cfg.process, cfg.schedule) if cfg.process in PROCESSES else (None, None)
+    t_min, t_max = cfg.t_min or lo, cfg.t_max or hi
+    if t_min is not None and not 0 < t_min < t_max:
+        problems.append(f"task.t_min={t_min}, task.t_max={t_max}: need 0 < t_min < t_max")
+    elif cfg.process == "vp" and t_max > (1.0 if cfg.schedule == "linear" else 0.999):
+        problems.append(f"task.t_max={t_max}: the vp {cfg.schedule} schedule needs t_max <= "
+                        f"{1.0 if cfg.schedule == 'linear' else 0.999}")
+    if cfg.target == "gmm" and cfg.mixture in ("ring", "grid") and cfg.dim != 2:
+        problems.append(f"task.mixture={cfg.mixture} task.dim={cfg.dim}: ring and grid are 2-D; "
+                        f"use task.dim=2 or task.mixture=random")
+    if cfg.target == "gmm" and cfg.mixture == "grid" and math.isqrt(cfg.components) ** 2 != cfg.components:
+        problems.append(f"task.components={cfg.components}: a grid needs a square number (4, 9, 16, ...)")
+    if cfg.target == "gaussian":
+        problems += _check_gaussian(cfg)
+    return problems
+
+
+def _check_gaussian(cfg: DictConfig) -> list[str]:
+    from omegaconf import OmegaConf
+
+    mean = OmegaConf.to_container(cfg.mean) if isinstance(cfg.mean, ListConfig) else cfg.mean
+    cov = OmegaConf.to_container(cfg.cov) if isinstance(cfg.cov, ListConfig) else cfg.cov
+    problems = []
+    try:
+        m = gaussian_mean(mean, cfg.dim, dtype=torch.float64)
+        if m.shape != (cfg.dim,):
+            raise ValueError
+    except (ValueError, RuntimeError, TypeError):
+        problems.append(f"task.mean={mean}: null, a number or a list of task.dim={cfg.dim} numbers")
+    try:
+        c = gaussian_cov(cov, cfg.dim, dtype=torch.float64)
+        if c.shape != (cfg.dim, cfg.dim):
+            raise ValueError
+    except (ValueError, RuntimeError, TypeError):
+        return [*problems, f"task.cov={cov}: null, a number, a list of {cfg.dim} variances or a "
+                           f"{cfg.dim}x{cfg.dim} matrix (task.dim={cfg.dim})"]
+    if not torch.allclose(c, c.T):
+        problems.append(f"task.cov={cov}: not symmetric")
+    elif torch.linalg.eigvalsh(c).min() <= 0:
+        problems.append(f"task.cov={cov}: not positive definite (smallest eigenvalue "
+                        f"{float(torch.linalg.eigvalsh(c).min()):.3g}); every eigenvalue must be > 0")
+    return problems
