@@ -20,12 +20,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 from rich.console import Console
 
-from runner import build
+from runner import build, resume
 from runner.convergence import fit_tail
 from runner.device import Runtime
 from runner.loop import assess, train
 from runner.metrics import History, MetricsFile, write_json_atomic
 from runner.progress import Reporter, summary_table
+from runner.sweep import SKIPPED
 from runner.tracker import NullTracker
 from runner.validate import ConfigError, validate
 
@@ -50,11 +51,19 @@ def describe(hc: Any) -> tuple[str, list[str], str | None]:
 class Recorder:
     """Fans each record out to metrics.jsonl, the summary's history, the tracker and the terminal."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, primary: str, total: int, tracker: Any, name: str):
+    def __init__(self, cfg: DictConfig, run_dir: Path, primary: str, total: int, tracker: Any, name: str,
+                 resume_step: int | None = None):
         self.history = History(primary, cfg.metrics.targets)
-        self.file = MetricsFile(run_dir / "metrics.jsonl")
+        self.file = MetricsFile(run_dir / "metrics.jsonl", keep_until=resume_step)
+        for record in self.file.kept:  # a resumed run: its summary covers the steps before the stop
+            self.history.add(record)
         self.tracker, self.factor = tracker, cfg.metrics.diverge_factor
         self.reporter = Reporter(console, total, name)
+
+    def clocks(self) -> tuple[float, float]:
+        """(training time, wall time) of the last record kept from before a resume."""
+        last = self.file.kept[-1] if self.file.kept else {}
+        return last.get("time/elapsed_s", 0.0), last.get("time_s", 0.0)
 
     def emit(self, record: dict[str, float]) -> str | None:
         self.file.write(record)
@@ -72,9 +81,20 @@ def run(cfg: DictConfig) -> int:
     """Run one experiment in Hydra's output folder; return the process exit code."""
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    sweep_dir = Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
+    digest = resume.config_digest(cfg)
+    resume.claim_folder(run_dir, sweep_dir, digest)
+    done = None if cfg.rerun else resume.find_finished(run_dir, sweep_dir, digest)
+    (run_dir / SKIPPED).unlink(missing_ok=True)
+    if done is not None:
+        (run_dir / SKIPPED).touch()
+        console.print(f"skipped: this config already finished in {done} (rerun=true runs it again)", highlight=False)
+        return 0
+    state = None if cfg.rerun else resume.load(run_dir, digest)
+    (run_dir / "summary.json").unlink(missing_ok=True)  # it describes an earlier attempt
     summary: dict[str, Any] = {"status": "failed", "error": None, "steps": 0, "wall_time_s": 0.0,
-                               "device": str(cfg.device), "run_dir": str(run_dir)}
-    tracker, rec, exit_code = NullTracker(), None, 1
+                               "device": str(cfg.device), "run_dir": str(run_dir), "config_digest": digest}
+    tracker, rec, exit_code, stop = NullTracker(), None, 1, resume.StopSignals()
     t0 = time.perf_counter()
     try:
         validate(cfg, hc.runtime.choices)
@@ -90,12 +110,30 @@ def run(cfg: DictConfig) -> int:
             line = f"optimizer for {role}: {o.describe()}"
             console.print(line, highlight=False)
             log.info(line)
+        start = 0
+        if state is not None:
+            resume.restore(state, task, opts)
+            start = summary["resumed_from"] = state["step"]
+            console.print(f"resuming from the checkpoint at step {start}", highlight=False)
         name, tags, group = describe(hc)
-        tracker = build.tracker(cfg, run_dir, name, tags, group)
-        rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name)
-        steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
-                              sharpness_every=cfg.metrics.sharpness_every,
-                              sharpness_iters=cfg.metrics.sharpness_iters)
+        tracker = build.tracker(cfg, run_dir, name, tags, group, run_id=state and state["wandb_id"])
+        summary["wandb_id"] = tracker.id
+        rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name,
+                       resume_step=start if state else None)
+        t0 -= rec.clocks()[1]
+
+        def after_step(step: int) -> None:
+            periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < task.total_steps
+            if stop.received is not None or periodic:
+                resume.save(run_dir, digest, step, task, opts, tracker.id)
+            if stop.received is not None:
+                raise resume.Stopped(stop.received, step)
+
+        with stop:
+            steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                                  sharpness_every=cfg.metrics.sharpness_every,
+                                  sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=rec.clocks(),
+                                  after_step=after_step)
         if reason is None and callable(getattr(task, "assess", None)):
             reason = assess(task, rec.emit, t0)
         if callable(getattr(task, "convergence", None)):
@@ -108,9 +146,10 @@ def run(cfg: DictConfig) -> int:
         exit_code = 0
     except ConfigError as e:
         summary.update(error=str(e), problems=e.problems)
-    except KeyboardInterrupt:
-        summary.update(status="interrupted", error="interrupted by the user (Ctrl-C)")
-        exit_code = 130
+    except KeyboardInterrupt as e:
+        summary.update(status="interrupted", error=str(e) if isinstance(e, resume.Stopped)
+                       else "interrupted by the user (Ctrl-C)")
+        exit_code, interrupt = getattr(e, "exit_code", 130), e
     except Exception as e:  # noqa: BLE001 - a failed run is recorded and reported, not re-raised
         log.exception("run failed")
         first_line = str(e).splitlines()[0] if str(e) else ""
@@ -119,8 +158,9 @@ def run(cfg: DictConfig) -> int:
         if rec is not None:
             rec.close()
         finish(cfg, summary, rec.history if rec else None, tracker, exit_code, time.perf_counter() - t0)
-    if exit_code == 130:
-        raise KeyboardInterrupt  # a Ctrl-C stops a sweep too, after this run's folder is complete
+    if summary["status"] == "interrupted":
+        stop.pass_on()  # under submitit on SIGUSR2: requeue this job (it resumes from the checkpoint)
+        raise interrupt  # a Ctrl-C stops a sweep too, after this run's folder is complete
     return exit_code
 
 

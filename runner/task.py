@@ -4,6 +4,10 @@ A task is a plain class built from `conf/task/<name>.yaml`. The runner calls it 
 objects it owns (runtime, model factory); the task owns data, forward, loss, backward and the
 `opt.step()` calls, in reading order, in its own file.
 
+Optional: `state_dict()` / `load_state_dict(state)` for state the runner cannot see (a data
+order, a sampler's generator, a previous gradient), saved in checkpoints beside the models,
+optimizers and global RNGs, so that a resumed run continues exactly as the uninterrupted one.
+
 Optional: `assess()`, measurements after training, yielding one record each with its own
 `step` (a diffusion task: its sampler at every step count N of its grid, at step = training
 steps + N); `convergence(metric)`, the task's own fit of `metric` (`conv/*` keys) in place of the

@@ -1,6 +1,7 @@
 """Pictures of the GAN task, saved as PNG in the run folder (the runner logs them to wandb):
 the trajectory in the phase plane for two-parameter games, and generated against real samples
-for the mixture of Gaussians, at the end and at every evaluation (`eval_every` steps)."""
+for the mixture of Gaussians, at the end and at every evaluation (`eval_every` steps), with the
+W2 sample sizes stated in the README (`w2_samples` a side; the floor is real against real)."""
 
 from __future__ import annotations
 
@@ -30,8 +31,11 @@ def phase_plane(task: GameGDA, path: Path) -> Path:
     return path
 
 
-def _panel(ax, task: GameGDA, fake: torch.Tensor, title: str) -> None:
+def _panel(ax, task: GameGDA, snapshot: tuple, title: str) -> None:
     game = task.game
+    step, fake, m = snapshot
+    title += (f"\nmodes {float(m['gan/modes']):.0f}/{len(game.centers)}, hq {float(m['gan/hq']):.2f}\n"
+              f"W2 {m['gan/w2']:.2f} (floor {m['gan/w2_floor']:.2f})")
     real = game.eval_real[:len(fake)].cpu()
     ax.scatter(real[:, 0], real[:, 1], s=2, c="0.6", label="real")
     ax.scatter(fake[:, 0], fake[:, 1], s=2, c="tab:blue", alpha=0.6, label="generated")
@@ -39,24 +43,29 @@ def _panel(ax, task: GameGDA, fake: torch.Tensor, title: str) -> None:
     ax.scatter(c[:, 0], c[:, 1], s=30, facecolors="none", edgecolors="red", lw=0.8, label="modes")
     lim = float(c.abs().max()) + 1.5
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=7)
     ax.tick_params(labelsize=6)
 
 
 def samples(task: GameGDA, run_dir: Path) -> dict[str, Path]:
     """samples.png: the last evaluation, large; samples_progress.png: up to 8 evaluations over the run."""
     snaps = task.game.snapshots
-    step, fake = snaps[-1]
+    step, fake, _ = snaps[-1]
     fig, ax = plt.subplots(figsize=(5, 5))
-    _panel(ax, task, fake, f"step {step}: {len(fake)} generated vs real ({task.scheme} GDA)")
+    _panel(ax, task, snaps[-1], f"step {step}: {len(fake)} generated vs real, {task.scheme} GDA")
     ax.legend(fontsize=7, markerscale=3, loc="upper right")
     final = run_dir / "samples.png"
     fig.savefig(final, dpi=120, bbox_inches="tight")
     plt.close(fig)
     picks = sorted({round(i * (len(snaps) - 1) / 7) for i in range(8)}) if len(snaps) > 8 else range(len(snaps))
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.2 * len(picks), 2.4), squeeze=False)
-    for ax, i in zip(axes[0], picks):
-        _panel(ax, task, snaps[i][1], f"step {snaps[i][0]}")
+    cols = min(4, len(picks))
+    rows = -(-len(picks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.0 * rows), squeeze=False)
+    for ax in axes.flat[len(picks):]:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, picks):
+        _panel(ax, task, snaps[i], f"step {snaps[i][0]}")
+    fig.tight_layout()
     progress = run_dir / "samples_progress.png"
     fig.savefig(progress, dpi=110, bbox_inches="tight")
     plt.close(fig)

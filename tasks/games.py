@@ -117,7 +117,7 @@ class Mixture:
         self.eq = None
         self.eval_real = self.real(eval_samples)
         self.w2_floor = w2(self.real(w2_samples), self.eval_real[:w2_samples])
-        self.snapshots: list[tuple[int, Tensor]] = []
+        self.snapshots: list[tuple[int, Tensor, dict]] = []
 
     def real(self, n: int) -> Tensor:
         idx = torch.randint(len(self.centers), (n,), device=self.device)
@@ -154,9 +154,10 @@ class Mixture:
         dist, nearest = torch.cdist(fake, self.centers).min(1)
         hq = dist < 3 * self.std
         per_mode = torch.bincount(nearest[hq], minlength=len(self.centers))
-        self.snapshots.append((step, fake[:1000].cpu()))
-        return {"gan/w2": w2(fake[:self.w2_samples], self.eval_real[:self.w2_samples]), "gan/w2_floor": self.w2_floor,
-                "gan/hq": hq.float().mean(), "gan/modes": (per_mode >= self.mode_min).sum().float()}
+        out = {"gan/w2": w2(fake[:self.w2_samples], self.eval_real[:self.w2_samples]), "gan/w2_floor": self.w2_floor,
+               "gan/hq": hq.float().mean(), "gan/modes": (per_mode >= self.mode_min).sum().float()}
+        self.snapshots.append((step, fake[:1000].cpu(), out))  # for the pictures (tasks/game_figures.py)
+        return out
 
 
 GAMES = {"bilinear": Bilinear, "dirac": Dirac, "mog": Mixture}
