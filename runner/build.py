@@ -46,10 +46,12 @@ def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
     return sets
 
 
-def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None):
+def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None,
+            run_id: str | None = None):
+    """`run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint)."""
     factory = instantiate(cfg.logger)
     config = OmegaConf.to_container(cfg, resolve=True)
     user_group = cfg.logger.get("group")
     return factory(run_dir=run_dir, config=config, name=name,
-                   tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group)
+                   tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group, run_id=run_id)
 

@@ -23,19 +23,21 @@ Emit = Callable[[dict[str, float]], str | None]  # returns a reason when the run
 
 
 class Clock:
-    """Training time: wall time minus what was spent in paused sections."""
+    """Training time: wall time minus what was spent in paused sections. A resumed run's clocks
+    go on from the times recorded before the interruption (`train0`, `wall0`)."""
 
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, train0: float = 0.0, wall0: float = 0.0):
         self.rt = rt
         self.start = time.perf_counter()
         self.paused_total = 0.0
+        self.train0, self.wall0 = train0, wall0
 
     def train_time(self) -> float:
         self.rt.sync()
-        return time.perf_counter() - self.start - self.paused_total
+        return time.perf_counter() - self.start - self.paused_total + self.train0
 
     def wall(self) -> float:
-        return time.perf_counter() - self.start
+        return time.perf_counter() - self.start + self.wall0
 
     @contextlib.contextmanager
     def pause(self) -> Iterator[None]:
@@ -56,17 +58,23 @@ def to_host(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
 
 
 def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit, *, log_every: int,
-          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20) -> tuple[int, str | None]:
-    """Run the task's budget. Returns (last step, divergence reason or None)."""
-    clock = Clock(rt)
-    last_step, last_time = 0, 0.0
+          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20, start: int = 0,
+          clocks: tuple[float, float] = (0.0, 0.0),
+          after_step: Callable[[int], None] | None = None) -> tuple[int, str | None]:
+    """Run the task's budget from step `start` + 1 (a resumed run: `clocks` are its training and
+    wall time so far). `after_step(step)` runs at the end of every step, once the step's record is
+    out (checkpoints, stop requests). Returns (last step, divergence reason or None)."""
+    clock = Clock(rt, *clocks)
+    last_step, last_time = start, clocks[0]
     total = task.total_steps
-    for step in range(1, total + 1):
+    for step in range(start + 1, total + 1):
         measure = step % log_every == 0 or step == total
         out = task.train_step(opts, measure)
         evaluate = step % eval_every == 0 or step == total
         sharpness = sharpness_every > 0 and step % sharpness_every == 0
         if not (measure or evaluate or sharpness):
+            if after_step is not None:
+                after_step(step)
             continue
         record = dict(out)
         if sharpness:
@@ -90,6 +98,8 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
         reason = emit({"step": step, "time_s": clock.wall(), **values})
         if reason:
             return step, reason
+        if after_step is not None:
+            after_step(step)
     return total, None
 
 

@@ -58,9 +58,15 @@ class History:
 
 
 class MetricsFile:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, keep_until: int | None = None):
+        """A new file, or (a resumed run) the existing one cut back to the records up to step
+        `keep_until`, so no step appears twice; those records are in `kept`."""
         self.path = path
-        self._f = path.open("w")
+        self.kept = [r for r in read_records(path) if r["step"] <= keep_until] \
+            if keep_until is not None and path.exists() else []
+        with path.open("w") as f:
+            f.writelines(json.dumps(r, allow_nan=True) + "\n" for r in self.kept)
+        self._f = path.open("a")
 
     def write(self, record: Mapping[str, Any]) -> None:
         self._f.write(json.dumps(record, allow_nan=True) + "\n")

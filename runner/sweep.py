@@ -23,6 +23,7 @@ from omegaconf import DictConfig
 # Set by SweepSummary at the end of a multirun; runner.__main__ exits with it.
 exit_code: int | None = None
 FINISHED = ("completed", "diverged")  # a result: the job needs no re-run
+SKIPPED = ".skipped"  # in a job folder: the job was skipped, its config had finished before
 KEY_METRICS = ("eval/acc", "eval/loss", "train/loss")  # shown beside the primary metric when present
 
 
@@ -54,8 +55,8 @@ class SweepSummary(Callback):
 
 def job_rows(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
     """One row per job folder (a folder with Hydra's `.hydra/` record), in job-number order.
-    `this_sweep`: the job's folder was written after `since` (jobs skipped as already complete
-    and folders of earlier sweeps into the same folder are shown, but decide nothing)."""
+    `this_sweep`: Hydra started the job after `since` (folders of earlier sweeps into the same
+    folder are shown, but decide nothing); `skipped`: its config had finished before."""
     rows = []
     for record in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=lambda p: _job_key(p.parent.parent, sweep_dir)):
         job = record.parent.parent
@@ -64,8 +65,7 @@ def job_rows(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
         touched = max(record.stat().st_mtime, summary_file.stat().st_mtime if summary else 0.0)
         rows.append({"job": str(job.relative_to(sweep_dir)), "overrides": _overrides(record),
                      "status": summary.get("status", "no summary"), "summary": summary,
-                     "this_sweep": touched >= since,
-                     "skipped": bool(summary) and summary_file.stat().st_mtime < since})
+                     "this_sweep": touched >= since, "skipped": (job / SKIPPED).exists()})
     return rows
 
 

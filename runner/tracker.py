@@ -12,6 +12,8 @@ from typing import Any
 
 
 class NullTracker:
+    id: str | None = None
+
     def __init__(self, **_: Any):
         pass
 
@@ -31,17 +33,19 @@ class NullTracker:
 class WandbTracker:
     def __init__(self, run_dir: Path, config: dict, name: str, tags: Sequence[str], project: str,
                  mode: str, entity: str | None = None, group: str | None = None,
-                 job_type: str = "train", **_: Any):
+                 job_type: str = "train", run_id: str | None = None, **_: Any):
         import wandb
 
         self.run = wandb.init(
             project=project, entity=entity, mode=mode, group=group, job_type=job_type,
+            id=run_id, resume="allow" if run_id else None,  # a resumed run continues its wandb run
             name=name, tags=list(tags), config=config, dir=str(run_dir),
             reinit="finish_previous",  # a sweep in one process never logs into the previous job's run
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False),
         )
         self.run.define_metric("step")
         self.run.define_metric("*", step_metric="step")
+        self.id = self.run.id
 
     def log(self, record: Mapping[str, float]) -> None:
         self.run.log(dict(record))

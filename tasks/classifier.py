@@ -86,6 +86,13 @@ class Classifier:
     def models(self) -> Mapping[str, nn.Module]:
         return {"model": self.net}
 
+    def state_dict(self) -> dict:
+        """For checkpoints: where the run is in the current epoch's permutation."""
+        return {"order": self._order, "pos": self._pos}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self._order, self._pos = state["order"].to(self.rt.device), state["pos"]
+
     def _next_batch(self) -> tuple[Tensor, Tensor]:
         if self._pos + self.batch_size > len(self._order):
             self._order = torch.randperm(self.n, device=self.rt.device)

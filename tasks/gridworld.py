@@ -202,6 +202,14 @@ class PolicyOptimization:
     def models(self) -> Mapping[str, nn.Module]:
         return {"policy": self.policy}
 
+    def state_dict(self) -> dict:
+        """For checkpoints: the episode sampler's generator and the environment's own (slips)."""
+        return {"rng": self.rng.bit_generator.state, "env_rng": self.env.np_random.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.env.np_random.bit_generator.state = state["env_rng"]
+
     def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor | float]:
         opt, m = opt["policy"], self.mdp
         logits = self.policy(self.states)

@@ -30,3 +30,21 @@ def build_all(cfg: DictConfig):
     with open_dict(cfg):
         cfg.total_steps = task.total_steps
     return task, build.optimizers(cfg, task), rt
+
+
+def signal_mid_run(args: list[str], run_dir: Path, signum: int, env: dict, records: int = 3) -> tuple[int, str]:
+    """Start `runner ARGS` in a subprocess, send it `signum` once `records` metric records are
+    written in `run_dir`; return its exit code and output."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= records):
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out

@@ -9,13 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from runner.metrics import read_records
-from tests.helpers import ROOT, TASKS
+from tests.helpers import ROOT, TASKS, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
 
@@ -93,16 +92,10 @@ def test_a_failing_run_keeps_its_metrics_and_exits_nonzero(tmp_path):
 
 
 def test_ctrl_c_writes_an_interrupted_summary(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "runner", "task.epochs=100000", "logger=none",
-                             f"hydra.run.dir={tmp_path}"], cwd=ROOT, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    code, out = signal_mid_run(["task.epochs=100000", "logger=none", f"hydra.run.dir={tmp_path}"], tmp_path,
+                               signal.SIGINT, ENV)
+    assert code == 130, out
     metrics = tmp_path / "metrics.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
     s = summary(tmp_path)
     assert s["status"] == "interrupted"
     assert s["steps"] >= 60 and s["steps"] == read_records(metrics)[-1]["step"]

@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tests.helpers import ROOT
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+
+import runner.__main__ as cli
+from runner import resume, sweep
+from runner.loop import train
+from runner.metrics import read_records
+from runner.run import seed_everything
+from tasks.classifier import Classifier
+from tests.helpers import ROOT, build_all, compose_cfg, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
 TINY = ("task=gan", "task.steps=30", "log_every=10")  # a job of a few milliseconds
@@ -21,15 +32,29 @@ def runner(*args: str, timeout: float = 300, env: dict | None = None) -> subproc
                           capture_output=True, timeout=timeout)
 
 
+def runner_here(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
+    """`runner ARGS` in this process (torch is imported already: seconds faster than a subprocess)."""
+    GlobalHydra.instance().clear()
+    cli._exit_codes.clear()
+    sweep.exit_code = None
+    argv, sys.argv = sys.argv, ["runner", *args]
+    try:
+        cli.main()
+    except SystemExit as e:
+        code = e.code
+    finally:
+        sys.argv = argv
+    return code, capsys.readouterr().out
+
+
 def summary(run_dir: Path) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def test_failed_job_does_not_stop_the_sweep_table_lists_every_job_and_exit_is_nonzero(tmp_path):
-    proc = runner("-m", "task._target_=tests.faulty.FailingClassifier", "task.epochs=null", "task.steps=25",
+def test_failed_job_does_not_stop_the_sweep_table_lists_every_job_and_exit_is_nonzero(tmp_path, capsys):
+    code, out = runner_here(capsys, "-m", "task._target_=tests.faulty.FailingClassifier", "task.epochs=null", "task.steps=25",
                   "+task.fail_at=30,5", "optim=sgd", "optim.lr=0.1,1e9", "logger=none", f"hydra.sweep.dir={tmp_path}")
-    out = proc.stdout
-    assert proc.returncode == 1, out + proc.stderr
+    assert code == 1, out
     statuses = [summary(tmp_path / str(i))["status"] for i in range(4)]
     assert statuses == ["completed", "diverged", "failed", "failed"], statuses
     table = out[out.index("sweep: 4 jobs"):]
@@ -38,3 +63,113 @@ def test_failed_job_does_not_stop_the_sweep_table_lists_every_job_and_exit_is_no
                    "2 of 4 jobs did not finish: 2 (failed), 3 (failed)", f"sweep folder: {tmp_path}"):
         assert needle in table, (needle, table)
 
+
+
+def test_rerun_skips_finished_jobs_wherever_they_lie_and_reruns_the_rest(tmp_path, capsys):
+    args = ("-m", *TINY, "logger=none", f"hydra.sweep.dir={tmp_path}")
+    assert runner_here(capsys, *args, "optim.lr=0.1,1e9")[0] == 0
+    first = [summary(tmp_path / str(i)) for i in range(2)]
+    assert [s["status"] for s in first] == ["completed", "diverged"]
+    (tmp_path / "1" / "summary.json").unlink()  # as if job 1 had been killed before writing it
+
+    # Values reordered: job numbers swap. lr=0.1 (now job 1) finished earlier (in folder 0): skipped
+    # and its run moved home; lr=1e9 (now job 0) left no summary: run again.
+    code, out = runner_here(capsys, *args, "optim.lr=1e9,0.1")
+    assert code == 0, out
+    assert out.count("skipped: this config already finished") == 1
+    now = [summary(tmp_path / str(i)) for i in range(2)]
+    assert [s["status"] for s in now] == ["diverged", "completed"]
+    assert now[1]["config_digest"] == first[0]["config_digest"] and now[1]["final"] == first[0]["final"]
+    assert now[0]["config_digest"] == first[1]["config_digest"]
+    assert now[1]["run_dir"] == str(tmp_path / "1")
+    assert "completed (earlier)" in out and "diverged (earlier)" not in out
+
+    # Everything finished: nothing runs; rerun=true runs the jobs it names again.
+    code, out = runner_here(capsys, *args, "optim.lr=1e9,0.1")
+    assert code == 0 and out.count("skipped:") == 2, out
+    mtime = (tmp_path / "1" / "metrics.jsonl").stat().st_mtime_ns
+    code, out = runner_here(capsys, *args, "optim.lr=1e9,0.1", "rerun=true")
+    assert code == 0 and "skipped:" not in out
+    assert (tmp_path / "1" / "metrics.jsonl").stat().st_mtime_ns > mtime
+
+
+class _Stop(Exception):
+    pass
+
+
+def _train(cfg, tmp_path: Path, stop_at: int | None = None, state: dict | None = None) -> list[dict]:
+    """The runner's loop on a freshly built task, stopped after step `stop_at` (checkpoint saved)
+    or resumed from `state`; returns its records without the clock values."""
+    seed_everything(cfg.seed if state is None else 12345)  # a resumed run must not depend on the seed state
+    task, opts, rt = build_all(cfg)
+    if state is not None:
+        resume.restore(state, task, opts)
+    records: list[dict] = []
+
+    def after_step(step: int) -> None:
+        if step == stop_at:
+            resume.save(tmp_path, "digest", step, task, opts, None)
+            raise _Stop
+
+    try:
+        train(task, opts, rt, lambda r: records.append({k: v for k, v in r.items() if "time" not in k}),
+              log_every=3, eval_every=7, start=state["step"] if state else 0, after_step=after_step)
+    except _Stop:
+        pass
+    return records
+
+
+@pytest.mark.parametrize("overrides", [
+    ("task.epochs=null", "task.steps=60", "task.batch_size=32", "optim=momentum", "sched=cosine"),  # epoch order
+    ("task=gridworld", "task.method=reinforce", "task.steps=25", "task.batch_size=4", "task.horizon=20"),  # sampler
+    ("optim=muon", "task.epochs=null", "task.steps=25", "model.hidden=[32,32,32]"),  # two optimizers, matrix views
+])
+def test_resumed_run_reproduces_the_uninterrupted_run_exactly(tmp_path, overrides):
+    cfg = compose_cfg(*overrides, "device=cpu", "logger=none")
+    straight = _train(cfg, tmp_path)
+    first = _train(cfg, tmp_path, stop_at=16)
+    state = resume.load(tmp_path, "digest")
+    assert state["step"] == 16 and first == straight[:len(first)]
+    rest = _train(cfg, tmp_path, state=state)
+    assert first + rest == straight
+
+
+class SlowClassifier(Classifier):
+    """Digits with a fixed pause per step, so a signal sent from outside lands mid-run on any machine."""
+
+    def __init__(self, *args, pause_s: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pause_s = pause_s
+
+    def train_step(self, opt, measure):
+        time.sleep(self.pause_s)
+        return super().train_step(opt, measure)
+
+
+def test_sigterm_saves_a_checkpoint_and_the_next_start_resumes_it_in_the_same_wandb_run(tmp_path, capsys):
+    args = (f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null", "task.steps=300",
+            "task.batch_size=32", "model.hidden=[64]", "checkpoint_every=50")
+    run_dir = tmp_path / "run"
+    code, out = signal_mid_run([*args, f"hydra.run.dir={run_dir}"], run_dir, signal.SIGTERM, ENV)
+    assert code == 128 + signal.SIGTERM, out
+    stopped = summary(run_dir)
+    assert stopped["status"] == "interrupted" and stopped["error"].startswith("stopped by SIGTERM at step "), stopped
+    step = int(stopped["error"].split("at step ")[1].split(";")[0])
+    assert 60 <= step < 300 and (run_dir / "checkpoint.pt").exists()
+
+    again = runner(*args, f"hydra.run.dir={run_dir}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resuming from the checkpoint at step {step}" in again.stdout
+    done = summary(run_dir)
+    assert done["status"] == "completed" and done["resumed_from"] == step and done["steps"] == 300
+    assert done["wandb_id"] == stopped["wandb_id"]  # one wandb run, continued
+    assert len(list((run_dir / "wandb").glob(f"offline-run-*-{done['wandb_id']}"))) == 2
+    assert not (run_dir / "checkpoint.pt").exists()
+
+    code, _ = runner_here(capsys, *args, "logger=none", f"hydra.run.dir={tmp_path / 'straight'}")
+    assert code == 0
+    resumed, straight = (read_records(d / "metrics.jsonl") for d in (run_dir, tmp_path / "straight"))
+    assert [r["step"] for r in resumed] == list(range(20, 301, 20))  # no step twice
+    without_time = lambda records: [{k: v for k, v in r.items() if "time" not in k} for r in records]  # noqa: E731
+    assert without_time(resumed) == without_time(straight)
+    assert done["final"] == summary(tmp_path / "straight")["final"]
