@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,14 @@ def seed_everything(seed: int) -> None:
 
 
 def describe(hc: Any) -> tuple[str, list[str], str | None]:
-    """wandb name (the overrides, seed left out), tags (task, optim, model) and sweep group."""
-    overrides = [o for o in hc.overrides.task if not o.startswith("seed=")]
+    """wandb name (the overrides, seed and rerun left out), tags (task, optim, model) and sweep
+    group: the sweep folder's name, with its date for Hydra's default `multirun/<date>/<time>`."""
+    overrides = [o for o in hc.overrides.task if not o.startswith(("seed=", "rerun="))]
     tags = [hc.runtime.choices.get(g) for g in ("task", "optim", "model")]
-    group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else None
+    group = None
+    if hc.mode == RunMode.MULTIRUN:
+        folder = Path(hc.sweep.dir)
+        group = f"{folder.parent.name}_{folder.name}" if re.fullmatch(r"[\d-]+", folder.name) else folder.name
     return " ".join(overrides) or "default", [t for t in tags if t], group
 
 
@@ -139,6 +144,7 @@ def run(cfg: DictConfig) -> int:
         if callable(getattr(task, "convergence", None)):
             summary["convergence"] = task.convergence(rec.history.primary)
         summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
+        resume.remove(run_dir)  # finished: nothing to resume
         if callable(getattr(task, "figures", None)):
             summary["figures"] = {key: str(path) for key, path in task.figures(run_dir).items()}
             for key, path in summary["figures"].items():

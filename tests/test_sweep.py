@@ -173,3 +173,42 @@ def test_sigterm_saves_a_checkpoint_and_the_next_start_resumes_it_in_the_same_wa
     without_time = lambda records: [{k: v for k, v in r.items() if "time" not in k} for r in records]  # noqa: E731
     assert without_time(resumed) == without_time(straight)
     assert done["final"] == summary(tmp_path / "straight")["final"]
+
+
+def wandb_records(run_dir: Path) -> list[dict]:
+    """The records of an offline wandb run, read back with wandb's own tool (no mock)."""
+    proc = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_dir)],
+                          text=True, capture_output=True, timeout=120, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_each_job_gets_its_own_finished_wandb_run_grouped_by_sweep_and_wandb_sync_finds_them(tmp_path, capsys):
+    import wandb
+
+    sweep_dir = tmp_path / "lr-study"
+    code, out = runner_here(capsys, "-m", *TINY, "seed=0,1", "optim.lr=0.1", "logger.mode=offline",
+                            f"hydra.sweep.dir={sweep_dir}")
+    assert code == 0, out
+    assert wandb.run is None  # the last job's run is finished too
+    ids = set()
+    for job, seed in (("0", 0), ("1", 1)):
+        runs = list((sweep_dir / job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, runs
+        records = wandb_records(runs[0])
+        run = next(r["run"] for r in records if r["type"] == "run")
+        assert run["run_group"] == "lr-study"
+        assert run["display_name"] == "task=gan task.steps=30 log_every=10 optim.lr=0.1 logger.mode=offline"  # no seed
+        assert run["config"]["update"]["seed"] == seed
+        history = [r["history"]["item"] for r in records if r["type"] == "history"]
+        assert [h["step"] for h in history if "gan/dist_to_eq" in h] == [10, 20, 30]  # its own records, none of the other job's
+        assert records[-1]["type"] == "exit" and records[-1]["exit"]["exit_code"] == 0  # finished before the next
+        ids.add(run["run_id"])
+        assert summary(sweep_dir / job)["wandb_id"] == run["run_id"]
+    assert len(ids) == 2
+
+    # README: upload a whole offline sweep with one command; --dry-run lists what it would send.
+    sync = subprocess.run(f"{sys.executable} -m wandb sync --dry-run {sweep_dir}/*/wandb/offline-run-*", shell=True,
+                          text=True, capture_output=True, timeout=120, env=ENV)
+    assert sync.returncode == 0, sync.stderr
+    assert "Would sync 2 run(s)" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
