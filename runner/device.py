@@ -13,9 +13,20 @@ DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def pick_device(name: str) -> torch.device:
+def auto_device(cuda_count: int, job_num: int | None = None) -> str:
+    """What `device=auto` means: CUDA when present; in a sweep on a machine with several GPUs,
+    job k takes GPU k mod their number (jobs run in parallel, e.g. `hydra/launcher=joblib`)."""
+    if cuda_count == 0:
+        return "cpu"
+    if job_num is None or cuda_count == 1:
+        return "cuda"
+    return f"cuda:{job_num % cuda_count}"
+
+
+def pick_device(name: str, job_num: int | None = None) -> torch.device:
+    """`job_num`: the job's number in a sweep (None for a single run); a device set by name wins."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(auto_device(torch.cuda.device_count() if torch.cuda.is_available() else 0, job_num))
     return torch.device(name)
 
 
@@ -28,8 +39,10 @@ class Runtime:
     compile: bool = False
 
     @classmethod
-    def from_config(cls, device: str, precision: str, compile: bool) -> Runtime:
-        dev = pick_device(device)
+    def from_config(cls, device: str, precision: str, compile: bool, job_num: int | None = None) -> Runtime:
+        dev = pick_device(device, job_num)
+        if dev.type == "cuda" and dev.index is not None:
+            torch.cuda.set_device(dev)  # libraries that use the current device follow the job's GPU
         if precision == "auto":
             precision = "bf16" if dev.type == "cuda" else "fp32"
         return cls(dev, torch.bfloat16 if precision == "bf16" else None, compile)

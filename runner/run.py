@@ -103,7 +103,7 @@ def run(cfg: DictConfig) -> int:
     t0 = time.perf_counter()
     try:
         validate(cfg, hc.runtime.choices)
-        rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile)
+        rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
         summary["device"] = str(rt.device)
         seed_everything(cfg.seed)
         task = build.task(cfg, rt)
@@ -159,7 +159,8 @@ def run(cfg: DictConfig) -> int:
     except Exception as e:  # noqa: BLE001 - a failed run is recorded and reported, not re-raised
         log.exception("run failed")
         first_line = str(e).splitlines()[0] if str(e) else ""
-        summary["error"] = f"{type(e).__name__}: {first_line} (traceback in {run_dir / 'runner.log'})"
+        summary.update(status="failed",  # also when it raised after training (figures, assessment)
+                       error=f"{type(e).__name__}: {first_line} (traceback in {run_dir / 'runner.log'})")
     finally:
         if rec is not None:
             rec.close()

@@ -13,10 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 
 import runner.__main__ as cli
 from runner import resume, sweep
+from runner.device import auto_device, pick_device
 from runner.loop import train
 from runner.metrics import read_records
 from runner.run import seed_everything
@@ -212,3 +214,43 @@ def test_each_job_gets_its_own_finished_wandb_run_grouped_by_sweep_and_wandb_syn
                           text=True, capture_output=True, timeout=120, env=ENV)
     assert sync.returncode == 0, sync.stderr
     assert "Would sync 2 run(s)" in sync.stdout + sync.stderr, sync.stdout + sync.stderr
+
+
+@pytest.mark.parametrize(("count", "job", "expected"), [
+    (0, None, "cpu"), (0, 3, "cpu"), (1, None, "cuda"), (1, 5, "cuda"), (4, None, "cuda"),
+    (4, 0, "cuda:0"), (4, 3, "cuda:3"), (4, 6, "cuda:2"), (3, 7, "cuda:1"),
+])
+def test_auto_device_gives_sweep_jobs_one_gpu_each(count, job, expected):
+    assert auto_device(count, job) == expected
+
+
+def test_a_device_set_by_name_is_kept_in_a_sweep():
+    assert pick_device("cpu", job_num=3) == torch.device("cpu")
+
+
+def test_joblib_runs_jobs_in_a_reused_worker_each_with_its_own_wandb_run(tmp_path, capsys):
+    code, out = runner_here(capsys, "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=1", *TINY, "seed=0,1",
+                            "optim.lr=0.1,1e9", "logger.mode=offline", "logger.group=joblib-test",
+                            f"hydra.sweep.dir={tmp_path}")
+    assert code == 0, out
+    assert "sweep: 4 jobs" in out
+    pids, ids = set(), set()
+    for job, (seed, status) in enumerate([(0, "completed"), (0, "diverged"), (1, "completed"), (1, "diverged")]):
+        folder = tmp_path / str(job)
+        assert summary(folder)["status"] == status
+        (run_dir,) = (folder / "wandb").glob("offline-run-*")
+        records = wandb_records(run_dir)
+        run = next(r["run"] for r in records if r["type"] == "run")
+        assert run["run_group"] == "joblib-test" and run["config"]["update"]["seed"] == seed
+        assert records[-1]["type"] == "exit"
+        ids.add(run["run_id"])
+        pids.add((run_dir / "logs" / "debug.log").read_text().split("MainThread:")[1].split(" ")[0])
+    assert len(ids) == 4 and len(pids) == 1  # four wandb runs, one worker process
+
+    # Nothing carries over from one job to the next in a reused worker: the same results as
+    # jobs run one by one in this process.
+    code, _ = runner_here(capsys, "-m", *TINY, "seed=0,1", "optim.lr=0.1,1e9", "logger=none",
+                          f"hydra.sweep.dir={tmp_path / 'basic'}")
+    assert code == 0
+    assert all(summary(tmp_path / str(job))["final"] == summary(tmp_path / "basic" / str(job))["final"]
+               for job in range(4))
