@@ -254,3 +254,39 @@ def test_joblib_runs_jobs_in_a_reused_worker_each_with_its_own_wandb_run(tmp_pat
     assert code == 0
     assert all(summary(tmp_path / str(job))["final"] == summary(tmp_path / "basic" / str(job))["final"]
                for job in range(4))
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def test_submitit_jobs_requeued_on_sigusr2_resume_from_their_checkpoint(tmp_path):
+    """The SLURM preset's code path on submitit's local executor: each job runs in its own process
+    under submitit's signal handling; SIGUSR2 (SLURM's preemption warning) makes it checkpoint,
+    submitit requeues it, and the restarted job resumes in its folder."""
+    args = ("-m", "hydra/launcher=submitit_local", f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.01",
+            "task.epochs=null", "task.steps=300", "task.batch_size=32", "model.hidden=[64]", "seed=0,1",
+            "logger=none", f"hydra.sweep.dir={tmp_path}")
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=ROOT, env=ENV, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    files = [tmp_path / job / "metrics.jsonl" for job in ("0", "1")]
+    deadline = time.time() + 180
+    while time.time() < deadline and not all(f.exists() and len(f.read_text().splitlines()) >= 3 for f in files):
+        time.sleep(0.05)
+    controllers = [int(p.name) for p in (tmp_path / ".submitit").iterdir() if p.name.isdigit()]
+    tasks = [child for pid in controllers for child in _children(pid)]
+    assert len(tasks) == 2, (controllers, tasks)
+    for pid in tasks:
+        os.kill(pid, signal.SIGUSR2)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    for job in ("0", "1"):
+        s = summary(tmp_path / job)
+        assert s["status"] == "completed" and s["steps"] == 300 and s["resumed_from"] >= 60, s
+        assert not (tmp_path / job / "checkpoint.pt").exists()
+        steps = [r["step"] for r in read_records(tmp_path / job / "metrics.jsonl")]
+        assert steps == list(range(20, 301, 20))
+    assert "sweep: 2 jobs" in out and "Requeued" not in out
