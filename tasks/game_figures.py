@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def phase_plane(task: GameGDA, path: Path) -> Path:
-    xs, ys = torch.stack(task.path).cpu().T.tolist()
+    xs, ys = task.path[:task.path_len].cpu().T.tolist()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot(xs, ys, lw=0.8)
     ax.scatter([xs[0]], [ys[0]], c="green", label="start", zorder=3)

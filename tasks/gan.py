@@ -47,6 +47,7 @@ from tasks.games import GAMES
 SCHEMES, LOSSES, REGS = ("simultaneous", "alternating", "extragradient", "optimistic"), \
     ("standard", "nonsaturating", "wgan", "wgan_gp"), ("none", "r1", "r2")
 ROLES = ("generator", "discriminator")
+PATH_POINTS = 4096  # points kept for the phase-plane picture
 log = logging.getLogger(__name__)
 
 
@@ -72,10 +73,15 @@ class GameGDA:
         self.jacobian_max, self.jacobian_every, self.jacobian_iters = jacobian_max, jacobian_every, jacobian_iters
         self.grad_evals, self.step_count, self.last_jacobian = 0, 0, -jacobian_every
         self._previous: list[Tensor] | None = None  # optimistic: F(z_{t-1})
-        self._losses: tuple[Tensor, Tensor] | None = None
+        self.eq = torch.cat(self.game.eq) if self.game.eq is not None else None
         # the phase-plane picture: first coordinate of each player (Dirac-GAN, bilinear with dim=1)
+        # One preallocated buffer, not a tensor per point: thousands of live tensors make Python's
+        # garbage collector cost ~80 us a step. When full, every other point goes and the spacing doubles.
         self.path_every = path_every if self.game.planar_names and self.n_params == 2 else 0
-        self.path = [self._point()] if self.path_every else []
+        self.path = torch.empty(PATH_POINTS, self.n_params, dtype=self.params[0].dtype, device=runtime.device)
+        self.path_len = 0
+        if self.path_every:
+            self._record_point()
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
@@ -105,22 +111,22 @@ class GameGDA:
         return self.players
 
     # ---- the vector field and its Jacobian ------------------------------------------------
-    def field(self, batch=None, create_graph: bool = False) -> list[Tensor]:
-        """F(z) at the players' current point, one tensor per parameter (generator's first)."""
-        loss_g, loss_d = self.game.losses(self.players, batch)
-        grads = [*torch.autograd.grad(loss_g, self.params[:self.n_gen], retain_graph=True, create_graph=create_graph),
-                 *torch.autograd.grad(loss_d, self.params[self.n_gen:], create_graph=create_graph)]
-        self._losses = (loss_g.detach(), loss_d.detach())
-        return grads
+    def field(self, batch=None, create_graph: bool = False) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
+        """F(z) at the players' current point, one tensor per parameter (generator's first), and the
+        two losses there."""
+        losses = self.game.losses(self.players, batch)
+        grads = [*torch.autograd.grad(losses[0], self.params[:self.n_gen], retain_graph=True, create_graph=create_graph),
+                 *torch.autograd.grad(losses[1], self.params[self.n_gen:], create_graph=create_graph)]
+        return grads, losses
 
     def evaluate_field(self) -> list[Tensor]:
         """One counted evaluation of F on a fresh minibatch."""
         self.grad_evals += 1
-        return self.field(self.game.sample())
+        return self.field(self.game.sample())[0]
 
     def jacobian_vjp(self) -> Callable[[Tensor], Tensor]:
         """u -> J^T u for the Jacobian J of v = -F at the current point (fixed minibatch)."""
-        v = [-g for g in self.field(self.game.sample(), create_graph=True)]
+        v = [-g for g in self.field(self.game.sample(), create_graph=True)[0]]
 
         def vjp(u: Tensor) -> Tensor:  # u: (..., n) flat; batched over leading dims
             parts = list(u.split([p.numel() for p in self.params], dim=-1))
@@ -133,10 +139,12 @@ class GameGDA:
         return vjp
 
     def jacobian(self) -> Tensor:
-        """The dense Jacobian of v = -F (rows: components of v), from one batched product."""
-        p = self.params[0]
+        """The dense Jacobian of v = -F (rows: components of v): row i = e_i^T J."""
+        p, vjp = self.params[0], self.jacobian_vjp()
         eye = torch.eye(self.n_params, dtype=p.dtype, device=p.device)
-        return self.jacobian_vjp()(eye)  # row i = e_i^T J
+        if self.n_params <= 16:  # a loop of products beats vmap's fixed cost on tiny games
+            return torch.stack([vjp(e) for e in eye])
+        return vjp(eye)
 
     def jacobian_eigs(self) -> dict[str, float | Tensor]:
         """Largest real part and modulus of J's eigenvalues: exact, or by ARPACK beyond jacobian_max."""
@@ -165,6 +173,14 @@ class GameGDA:
             p.grad = g  # autograd.grad returns fresh tensors: no copy needed
         return {role: opt[role].step(measure) for role in roles}
 
+    @torch.no_grad()
+    def _record_point(self) -> None:
+        if self.path_len == PATH_POINTS:
+            self.path[:PATH_POINTS // 2] = self.path[::2].clone()
+            self.path_len, self.path_every = PATH_POINTS // 2, 2 * self.path_every
+        torch.cat(self.params, out=self.path[self.path_len])
+        self.path_len += 1
+
     def _point(self) -> Tensor:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
@@ -176,10 +192,12 @@ class GameGDA:
         if measure and self.step_count - self.last_jacobian >= self.jacobian_every:
             self.last_jacobian = self.step_count
             out |= self.jacobian_eigs()  # at z_t, where this step's F is measured
-        if measure or self.scheme == "extragradient":
+        if self.scheme == "extragradient":
             z0 = [p.detach().clone() for p in self.params]
-        g = self.evaluate_field()  # F(z_t): every scheme starts from it
-        loss_g, loss_d = self._losses
+        if measure and self.game.eq is not None:
+            dist = torch.linalg.vector_norm(self._point() - self.eq)
+        self.grad_evals += 1
+        g, (loss_g, loss_d) = self.field(self.game.sample())  # F(z_t): every scheme starts from it
         if self.scheme == "simultaneous":
             stats = self._step(opt, g, measure=measure)
         elif self.scheme == "alternating":
@@ -199,16 +217,16 @@ class GameGDA:
             self._previous = g
             stats = self._step(opt, [2 * a - b for a, b in zip(g, prev)], measure=measure)
         self.step_count += 1
-        if self.path_every and self.step_count % self.path_every == 0 and len(self.path) < 20000:
-            self.path.append(self._point())
+        if self.path_every and self.step_count % self.path_every == 0:
+            self._record_point()
         if not measure:
             return {}
-        out |= {"gan/loss_g": loss_g, "gan/loss_d": loss_d,
+        out |= {"gan/loss_g": loss_g.detach(), "gan/loss_d": loss_d.detach(),
                 "gan/field_norm": total_norm(g),  # F at z_t, the point this step started from
                 "train/grad_evals": float(self.grad_evals),
                 **{f"train/update_norm_{role}": s["update_norm"] for role, s in stats.items()}}
         if self.game.eq is not None:
-            out["gan/dist_to_eq"] = torch.linalg.vector_norm(torch.cat(z0) - torch.cat(self.game.eq))
+            out["gan/dist_to_eq"] = dist
         return out
 
     def evaluate(self) -> dict[str, Tensor | float]:
@@ -226,7 +244,7 @@ class GameGDA:
         matplotlib.use("Agg")
         from tasks.game_figures import phase_plane, samples
 
-        if self.path:
+        if self.path_len:
             return {"gan/phase": phase_plane(self, run_dir / "phase.png")}
         if getattr(self.game, "snapshots", None):
             return samples(self, run_dir)
