@@ -5,6 +5,7 @@ launchers, the Optuna preset and the wandb-sweep command line."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,12 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 import runner.__main__ as cli
 from runner import resume, sweep
 from runner.device import auto_device, pick_device
 from runner.loop import train
-from runner.metrics import read_records
+from runner.metrics import read_records, write_json_atomic
 from runner.run import seed_everything
 from tasks.classifier import Classifier
 from tests.helpers import ROOT, build_all, compose_cfg, signal_mid_run
@@ -290,3 +292,29 @@ def test_submitit_jobs_requeued_on_sigusr2_resume_from_their_checkpoint(tmp_path
         steps = [r["step"] for r in read_records(tmp_path / job / "metrics.jsonl")]
         assert steps == list(range(20, 301, 20))
     assert "sweep: 2 jobs" in out and "Requeued" not in out
+
+
+def test_optuna_preset_runs_a_study_where_diverged_trials_get_the_worst_value(tmp_path, capsys):
+    code, out = runner_here(capsys, "-m", "hydra/sweeper=optuna_lr", "hydra.sweeper.n_trials=6", *TINY,
+                            "optim.lr=tag(log,interval(1e-3,1e3))", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    assert code == 0, out
+    summaries = [summary(tmp_path / str(i)) for i in range(6)]
+    statuses = {s["status"] for s in summaries}
+    assert statuses == {"completed", "diverged"}, statuses  # the range holds both kinds
+    finals = [s["final"]["gan/dist_to_eq"] for s in summaries if s["status"] == "completed"]
+    result = OmegaConf.load(tmp_path / "optimization_results.yaml")
+    assert result.best_value == min(finals)  # the objective: final primary metric; diverged = +inf
+    assert "sweep: 6 jobs" in out
+
+
+def test_objective_is_the_worst_value_for_failed_diverged_or_missing_runs(tmp_path):
+    write_json_atomic(tmp_path / "summary.json", {"status": "diverged", "final": {"a/x": 1.0},
+                                                  "convergence": {"conv/metric": "a/x"}})
+    assert sweep.objective(tmp_path, None, "final", minimize=True) == math.inf
+    assert sweep.objective(tmp_path, "eval/acc", "final", minimize=False) == -math.inf
+    assert sweep.objective(tmp_path / "nowhere", None, "final", minimize=True) == math.inf
+    write_json_atomic(tmp_path / "summary.json", {"status": "completed", "final": {"a/x": 0.5, "eval/acc": 0.9},
+                                                  "best": {"a/x": 0.25}, "convergence": {"conv/metric": "a/x"}})
+    assert sweep.objective(tmp_path, None, "final", minimize=True) == 0.5
+    assert sweep.objective(tmp_path, None, "best", minimize=True) == 0.25
+    assert sweep.objective(tmp_path, "eval/acc", "final", minimize=False) == 0.9
