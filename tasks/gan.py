@@ -48,6 +48,7 @@ SCHEMES, LOSSES, REGS = ("simultaneous", "alternating", "extragradient", "optimi
     ("standard", "nonsaturating", "wgan", "wgan_gp"), ("none", "r1", "r2")
 ROLES = ("generator", "discriminator")
 PATH_POINTS = 4096  # points kept for the phase-plane picture
+GAME_STATE = ("eval_real", "w2_floor", "snapshots")  # drawn at the start or kept along the way (mog)
 log = logging.getLogger(__name__)
 
 
@@ -109,6 +110,20 @@ class GameGDA:
 
     def models(self) -> Mapping[str, nn.Module]:
         return self.players
+
+    def state_dict(self) -> dict:
+        """What a checkpoint needs beyond the players and optimizers (resume continues exactly)."""
+        return {"grad_evals": self.grad_evals, "step_count": self.step_count, "last_jacobian": self.last_jacobian,
+                "previous": self._previous, "path": self.path[:self.path_len].clone(), "path_every": self.path_every,
+                "game": {k: getattr(self.game, k) for k in GAME_STATE if hasattr(self.game, k)}}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.grad_evals, self.step_count = state["grad_evals"], state["step_count"]
+        self.last_jacobian, self._previous = state["last_jacobian"], state["previous"]
+        self.path_len, self.path_every = len(state["path"]), state["path_every"]
+        self.path[:self.path_len] = state["path"]
+        for k, v in state["game"].items():
+            setattr(self.game, k, v)
 
     # ---- the vector field and its Jacobian ------------------------------------------------
     def field(self, batch=None, create_graph: bool = False) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
