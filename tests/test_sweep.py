@@ -318,3 +318,20 @@ def test_objective_is_the_worst_value_for_failed_diverged_or_missing_runs(tmp_pa
     assert sweep.objective(tmp_path, None, "final", minimize=True) == 0.5
     assert sweep.objective(tmp_path, None, "best", minimize=True) == 0.25
     assert sweep.objective(tmp_path, "eval/acc", "final", minimize=False) == 0.9
+
+
+def test_wandb_sweep_config_builds_a_command_that_hydra_parses():
+    """The command line wandb's agent would build from conf/wandb_sweep.yaml, with wandb's own
+    argument formatting, parses as Hydra overrides and sets the swept values."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    spec = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "wandb_sweep.yaml"))
+    params = {"optim": {"value": "muon"}, "optim.lr": {"value": 0.00123}, "seed": {"value": 2}}
+    assert set(params) == set(spec["parameters"])
+    macros = {**create_sweep_command_args({"args": params}), "env": ["/usr/bin/env"], "program": [spec["program"]]}
+    argv = [part for item in spec["command"]
+            for part in (macros[item[2:-1]] if item.startswith("${") else [item])]
+    assert argv[:2] == ["/usr/bin/env", "runner"]
+    cfg = compose_cfg(*argv[2:])
+    assert cfg.hydra.runtime.choices.optim == "muon" and cfg.optim.lr == 0.00123 and cfg.seed == 2
+    assert cfg.logger.mode == "online"
