@@ -101,6 +101,10 @@ class GameGDA:
         if cfg.game == "bilinear" and (cfg.loss != "standard" or cfg.reg != "none"):
             problems.append(f"task.loss={cfg.loss} task.reg={cfg.reg}: the bilinear game has no GAN loss "
                             f"or penalty; use task.game=dirac or task.game=mog")
+        for key in [k for k in root if k == "optim" or str(k).startswith("optim_")]:
+            if root[key].get("create_graph"):  # one player's step would change what the other's graph needs
+                problems.append(f"{key}._target_={root[key]._target_}: needs second derivatives (create_graph), "
+                                f"which the GDA schemes of task=gan do not provide; pick a first-order optimizer")
         point = root.model._target_.endswith(".Point")
         if point == (cfg.game == "mog"):
             fit = "model=mlp (MLP generator and discriminator)" if cfg.game == "mog" else "model=point"

@@ -225,6 +225,7 @@ def test_mog_run_logs_samples_metrics_and_pictures(tmp_path):
     (["task.game=mog"], "model=Point: does not fit task.game=mog; use model=mlp"),
     (["model=mlp"], "model=mlp: does not fit task.game=bilinear; use model=point"),
     (["task.game=mog", "model=mlp", "task.mixture=spiral"], "task.mixture='spiral': allowed: ring, grid"),
+    (["optim=adahessian"], "optim._target_=pytorch_optimizer.AdaHessian: needs second derivatives"),
 ])
 def test_bad_mog_input_is_stopped_before_any_work(overrides, needle):
     cfg = compose_cfg("task=gan", *overrides)
