@@ -1,0 +1,123 @@
+"""`runner-report PATH...`: an HTML report with figures, and a table in the terminal, from run
+and sweep folders, offline.
+
+    runner-report outputs/multirun/2026-11-23/12-00-00            # one sweep
+    runner-report outputs/multirun/2026-11-23 outputs/2026-11-23  # every run below these folders
+    runner-report SWEEP --out reports/sgd_vs_adam                 # report folder of your choice
+
+Writes <out>/index.html (self-contained: figures embedded) and each figure as a PNG beside it;
+<out> is <first PATH>/report unless --out says otherwise. Exit status 1 when no run was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from runner import report_html as H
+from runner.report_figures import lr_figure, metric_figure, png
+from runner.results import Group, curve_metrics, find_runs, group_runs, primary_metric, read_run, swept_lr_keys, y_scale
+
+AGGREGATION = ("Curves: each group's runs are put on one grid (the logged steps; an even grid over time and "
+               "gradient evaluations), interpolated linearly inside each run's own range, then averaged; a run "
+               "that stopped early leaves the mean where it stopped. Log axes average log10 values (geometric "
+               "mean), zeros drawn at the smallest positive value.")
+
+
+@dataclass
+class Report:
+    groups: list[Group]
+    primary: str | None
+    tables: list[H.Table]  # overview first, then the problem runs when there are any
+    html: Path
+    figures: list[Path]
+
+
+def build(paths: Sequence[Path], out: Path) -> Report:
+    """Read every run below `paths`, write `out`/index.html and the figures."""
+    runs = [read_run(p) for p in find_runs(paths)]
+    if not runs:
+        raise FileNotFoundError(f"no run folders (with summary.json or metrics.jsonl) in {', '.join(map(str, paths))}")
+    groups, common = group_runs(runs)
+    primary = primary_metric(runs)
+    metrics = curve_metrics(runs, primary)
+    scales = {m: y_scale(runs, m) for m in metrics}
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("fig_*.png"):
+        old.unlink()
+    figures, curves, lr_parts = [], [], []
+    for i, metric in enumerate(metrics):
+        curves.append(_save(png(metric_figure(groups, metric, scales[metric])), out / f"fig_{i:02d}_{_safe(metric)}.png", figures))
+    finals = [m for m in dict.fromkeys([primary, "eval/acc", "train/loss", "rl/return"]) if m and m in scales]
+    for key in swept_lr_keys(groups):
+        fig = lr_figure(groups, key, finals, {m for m, (kind, _) in scales.items() if kind == "log"})
+        if fig is not None:
+            lr_parts.append(_save(png(fig), out / f"fig_lr_{_safe(key)}.png", figures))
+    overview, problems = H.overview(groups), H.problems_table(groups)
+    tables = [t for t in (H.fit_table(groups), H.values_table(groups, "final"), H.values_table(groups, "best"),
+                          H.thresholds_table(groups)) if t]
+    meta = [f"{len(runs)} runs in {len(groups)} groups from {', '.join(map(str, paths))}; "
+            f"made {time.strftime('%Y-%m-%d %H:%M')} from local files",
+            f"common to all runs: {' '.join(common) or '-'}", AGGREGATION]
+    text = H.page("runner-report", meta, [
+        ("Overview", [H.table_html(t) for t in (overview, problems) if t]), ("Curves", curves),
+        ("Stability: final metrics against the learning rate", lr_parts),
+        ("Convergence, final and best values, thresholds", [H.table_html(t) for t in tables])])
+    (out / "index.html").write_text(text)
+    return Report(groups, primary, [overview, *([problems] if problems else [])], out / "index.html", figures)
+
+
+def _save(data: bytes, path: Path, saved: list[Path]) -> str:
+    path.write_bytes(data)
+    saved.append(path)
+    return H.figure_html(data, path.name)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def rich_table(table: H.Table) -> RichTable:
+    t = RichTable(title=table.title, caption=table.note, header_style="bold")
+    for h in table.header:
+        t.add_column(h, justify="left" if h in ("run folder", "why", "group", "runs", "status") else "right")
+    for row in table.rows:
+        t.add_row(*row)
+    return t
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runner-report", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders, or folders above them")
+    parser.add_argument("--out", type=Path, help="report folder (default: <first PATH>/report)")
+    args = parser.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        console.print(f"[red]no such folder:[/] {', '.join(map(str, missing))}", highlight=False)
+        return 1
+    t0 = time.perf_counter()
+    try:
+        report = build(args.paths, args.out or args.paths[0] / "report")
+    except FileNotFoundError as e:
+        console.print(f"[red]{e}[/]", highlight=False)
+        return 1
+    for table in report.tables:
+        console.print(rich_table(table))
+    console.print(f"report: {report.html} ({len(report.figures)} figures, {time.perf_counter() - t0:.1f} s)",
+                  highlight=False, soft_wrap=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

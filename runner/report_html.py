@@ -1,0 +1,154 @@
+"""The report's tables, as rows of text shared by the HTML page and the terminal, and the HTML
+page itself: one self-contained file, figures embedded as base64 PNG."""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runner.results import UNFINISHED, Group, Run, mean_ci
+
+STATUSES = ("completed", "diverged", "failed", "interrupted", UNFINISHED)
+WHY_UNFINISHED = "no summary.json: still running, or killed before it could write one"
+CI = "mean ± 95% t-interval across seeds"
+
+
+@dataclass
+class Table:
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def status_counts(runs: Sequence[Run]) -> str:
+    counts = Counter(r.status for r in runs)
+    return ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
+
+
+def steps_text(runs: Sequence[Run]) -> str:
+    steps = sorted({int(r.summary["steps"]) if r.summary else int(r.columns["step"][-1]) if "step" in r.columns
+                    else 0 for r in runs})
+    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+
+
+def fit(group: Group) -> list[str]:
+    """Kind (how many seeds agree), rate, exponent, R^2 of the convergence fit across seeds."""
+    conv = [r.summary.get("convergence") or {} for r in group.finished()]
+    kinds = Counter(c["conv/kind"] for c in conv if c.get("conv/kind"))
+    if not kinds:
+        return ["-"] * 4
+    kind, agree = kinds.most_common(1)[0]
+    return [f"{kind} ({agree}/{len(conv)})", mean_ci(c.get("conv/rate") for c in conv),
+            mean_ci(c.get("conv/exponent") for c in conv), mean_ci(c.get("conv/r2") for c in conv)]
+
+
+def overview(groups: Sequence[Group]) -> Table:
+    """One row per group; the final value is of each group's own primary metric (tasks differ)."""
+    primaries = {g.label: next((r.summary["convergence"].get("conv/metric") for r in g.finished()
+                                if r.summary.get("convergence")), None) for g in groups}
+    same = len(set(primaries.values()) - {None}) <= 1
+    name = next((p for p in primaries.values() if p), None)
+    header = ["group", "runs", "steps", f"final {name}" if same else "final primary metric", "convergence fit",
+              "wall time (s)"]
+    rows = []
+    for g in groups:
+        kind, rate, exponent, _ = fit(g)
+        shown = "-" if kind == "-" else f"{kind.split()[0]}: " + (f"rate {rate}" if kind.startswith("linear")
+                                                                  else f"exponent {exponent}")
+        primary = primaries[g.label]
+        final = mean_ci(r.summary["final"].get(primary) for r in g.finished()) if primary else "-"
+        rows.append([g.label, status_counts(g.runs), steps_text(g.runs),
+                     final if same or not primary else f"{primary} {final}", shown,
+                     mean_ci(r.summary.get("wall_time_s") for r in g.finished())])
+    return Table("Groups", f"one row per config, seeds pooled; numbers: {CI} (completed and diverged runs)",
+                 header, rows)
+
+
+def fit_table(groups: Sequence[Group]) -> Table:
+    metric = next((r.summary["convergence"].get("conv/metric") for g in groups for r in g.finished()
+                   if r.summary.get("convergence")), None)
+    return Table(f"Convergence fit of {metric or 'the primary metric'}",
+                 "tail fitted by log g = a + b t (linear: rate = exp(b) per step) and log g = a + p log t "
+                 f"(sublinear: exponent p), the better R² names the kind; {CI}",
+                 ["group", "kind (seeds agreeing)", "rate per step", "exponent", "R²"],
+                 [[g.label, *fit(g)] for g in groups])
+
+
+def values_table(groups: Sequence[Group], which: str) -> Table:
+    metrics = list(dict.fromkeys(k for g in groups for r in g.finished() for k in r.summary.get(which, {})
+                                 if not k.rsplit("/", 1)[-1].startswith("lr")))
+    rows = [[g.label, *(mean_ci(r.summary[which].get(m) for r in g.finished()) for m in metrics)] for g in groups]
+    note = "last logged value" if which == "final" else "best logged value (highest for acc and return, else lowest)"
+    return Table(f"{which.capitalize()} values", f"{note}; {CI} (completed and diverged runs)", ["group", *metrics], rows)
+
+
+def _reached(run: Run) -> dict[str, float | None]:
+    conv = run.summary.get("convergence") or {}
+    primary = conv.get("conv/metric", "primary")
+    return {**{f"{primary}<{k.removeprefix('conv/steps_to_')}": v for k, v in conv.items()
+               if k.startswith("conv/steps_to_")},
+            **{k: v["step"] for k, v in (run.summary.get("targets") or {}).items()}}
+
+
+def thresholds_table(groups: Sequence[Group]) -> Table | None:
+    names = list(dict.fromkeys(k for g in groups for r in g.finished() for k in _reached(r)))
+    if not names:
+        return None
+    rows = []
+    for g in groups:
+        hits = [_reached(r) for r in g.finished()]
+        rows.append([g.label, *(_reached_text([h.get(n) for h in hits]) for n in names)])
+    return Table("Steps to each threshold", "first step at which the metric crossed the value; mean ± 95% "
+                 "t-interval over the runs that reached it, (k/n) = k of the group's n runs reached it",
+                 ["group", *names], rows)
+
+
+def _reached_text(steps: list[float | None]) -> str:
+    got = [s for s in steps if s is not None]
+    return f"{mean_ci(got) if got else 'never'} ({len(got)}/{len(steps)})"
+
+
+def problems_table(groups: Sequence[Group]) -> Table | None:
+    rows = [[str(r.path), g.label, str(r.seed), r.status, steps_text([r]),
+             (r.summary.get("error") or "-") if r.summary else WHY_UNFINISHED]
+            for g in groups for r in g.runs if r.status != "completed"]
+    return Table("Runs that did not complete", "diverged runs are results (their curves and fits are in the "
+                 "report); failed, interrupted and unfinished runs count in the curves only",
+                 ["run folder", "group", "seed", "status", "steps", "why"], rows) if rows else None
+
+
+def table_html(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    wrap = [h in ("group", "why", "run folder") for h in table.header]  # the rest stays on one line
+    body = "".join("<tr>" + "".join(f"<td{'' if w else ' class=n'}>{html.escape(c)}</td>" for c, w in zip(row, wrap))
+                   + "</tr>" for row in table.rows)
+    return (f"<h3>{html.escape(table.title)}</h3><p class=note>{html.escape(table.note)}</p>"
+            f"<div class=scroll><table><tr>{head}</tr>{body}</table></div>")
+
+
+def figure_html(png: bytes, name: str) -> str:
+    data = base64.b64encode(png).decode()
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>")
+
+
+CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1700px}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
+vertical-align:top}td.n{white-space:nowrap}th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}.scroll{overflow-x:auto}
+h3{margin-bottom:.2em}p.note{font-size:13px;color:#555;margin-top:0}img{max-width:100%}figure{margin:1em 0}
+figcaption{font-size:12px;color:#666}p.meta{font-size:13px;color:#444}"""
+
+
+def page(title: str, meta: Sequence[str], sections: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """The whole document; `sections` are (heading, [html parts]), empty ones left out."""
+    parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>",
+             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             *(f"<p class=meta>{html.escape(m)}</p>" for m in meta)]
+    for heading, content in sections:
+        if content:
+            parts += [f"<h2>{html.escape(heading)}</h2>", *content]
+    return "\n".join(parts + ["</body></html>"])
