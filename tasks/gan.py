@@ -59,7 +59,7 @@ class GameGDA:
                  gp_weight: float = 10.0, mixture: str = "ring", std: float | None = None, latent_dim: int = 16,
                  batch_size: int = 256, eval_samples: int = 2500, w2_samples: int = 1000, mode_min: int = 20,
                  lr_ratio: float = 1.0, d_steps: int = 1, init_scale: float = 1.0, jacobian_max: int = 200,
-                 jacobian_every: int = 100, jacobian_iters: int = 300, path_every: int = 1):
+                 jacobian_every: int = 100, jacobian_iters: int = 20, path_every: int = 1):
         self.game = GAMES[game](runtime.device, dim=dim, sv_min=sv_min, sv_max=sv_max, loss=loss, reg=reg,
                                 gamma=gamma, gp_weight=gp_weight, mixture=mixture, std=std, latent_dim=latent_dim,
                                 batch_size=batch_size, eval_samples=eval_samples, w2_samples=w2_samples,
@@ -75,11 +75,12 @@ class GameGDA:
         self.grad_evals, self.step_count, self.last_jacobian = 0, 0, -jacobian_every
         self._previous: list[Tensor] | None = None  # optimistic: F(z_{t-1})
         self.eq = torch.cat(self.game.eq) if self.game.eq is not None else None
-        # the phase-plane picture: first coordinate of each player (Dirac-GAN, bilinear with dim=1)
-        # One preallocated buffer, not a tensor per point: thousands of live tensors make Python's
-        # garbage collector cost ~80 us a step. When full, every other point goes and the spacing doubles.
+        # The phase-plane picture of two-parameter games (Dirac-GAN, bilinear with dim=1), in one
+        # preallocated buffer rather than a new tensor per step; when full, every other point goes
+        # and the spacing doubles, so the whole trajectory stays in the picture.
         self.path_every = path_every if self.game.planar_names and self.n_params == 2 else 0
-        self.path = torch.empty(PATH_POINTS, self.n_params, dtype=self.params[0].dtype, device=runtime.device)
+        self.path = torch.empty(PATH_POINTS if self.path_every else 0, self.n_params, dtype=self.params[0].dtype,
+                                device=runtime.device)
         self.path_len = 0
         if self.path_every:
             self._record_point()

@@ -247,3 +247,17 @@ def test_a_resumed_game_reproduces_the_uninterrupted_run_exactly(tmp_path, overr
     first = _train(cfg, tmp_path, stop_at=16)
     rest = _train(cfg, tmp_path, state=resume.load(tmp_path, "digest"))
     assert first + rest == straight
+
+
+def test_the_phase_path_keeps_the_whole_trajectory_in_a_fixed_buffer():
+    from tasks.gan import PATH_POINTS
+
+    task, opts, _ = game("task.game=dirac")
+    first = task.path[0].clone()
+    for _ in range(PATH_POINTS + 10):
+        task.train_step(opts, measure=False)
+    # steps 0, 2, ..., 4094 kept at the halving (step 4096), then 4096, 4098, ..., 4106
+    assert task.path_every == 2 and task.path_len == PATH_POINTS // 2 + 6
+    torch.testing.assert_close(task.path[0], first)  # the start is kept, the spacing doubled
+    mog, _, _ = game(*MOG)
+    assert mog.path_every == 0 and mog.path.numel() == 0  # no picture, no buffer
