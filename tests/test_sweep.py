@@ -19,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 import runner.__main__ as cli
+from hydra_plugins.runner_sweeper.covering_sweeper import covering
 from runner import resume, sweep
 from runner.device import auto_device, pick_device
 from runner.loop import train
@@ -161,9 +162,9 @@ def test_sigterm_saves_a_checkpoint_and_the_next_start_resumes_it_in_the_same_wa
     step = int(stopped["error"].split("at step ")[1].split(";")[0])
     assert 60 <= step < 300 and (run_dir / "checkpoint.pt").exists()
 
-    again = runner(*args, f"hydra.run.dir={run_dir}")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert f"resuming from the checkpoint at step {step}" in again.stdout
+    code, out = runner_here(capsys, *args, f"hydra.run.dir={run_dir}")
+    assert code == 0, out
+    assert f"resuming from the checkpoint at step {step}" in out
     done = summary(run_dir)
     assert done["status"] == "completed" and done["resumed_from"] == step and done["steps"] == 300
     assert done["wandb_id"] == stopped["wandb_id"]  # one wandb run, continued
@@ -294,6 +295,7 @@ def test_submitit_jobs_requeued_on_sigusr2_resume_from_their_checkpoint(tmp_path
     assert "sweep: 2 jobs" in out and "Requeued" not in out
 
 
+@pytest.mark.filterwarnings("ignore:The ``declarative_base")  # optuna<3 (pinned by the plugin) on SQLAlchemy 2
 def test_optuna_preset_runs_a_study_where_diverged_trials_get_the_worst_value(tmp_path, capsys):
     code, out = runner_here(capsys, "-m", "hydra/sweeper=optuna_lr", "hydra.sweeper.n_trials=6", *TINY,
                             "optim.lr=tag(log,interval(1e-3,1e3))", "logger=none", f"hydra.sweep.dir={tmp_path}")
@@ -335,3 +337,16 @@ def test_wandb_sweep_config_builds_a_command_that_hydra_parses():
     cfg = compose_cfg(*argv[2:])
     assert cfg.hydra.runtime.choices.optim == "muon" and cfg.optim.lr == 0.00123 and cfg.seed == 2
     assert cfg.logger.mode == "online"
+
+
+def test_covering_check_composes_one_job_per_group_choice_and_key():
+    batch = [["optim=sgd", "seed=0"], ["optim=sgd", "seed=1"], ["optim=adam", "seed=0"], ["optim=adam", "seed=1"],
+             ["+optim@optim_discriminator=adam", "seed=2"]]
+    groups = {"optim"}.__contains__
+    assert covering(batch, groups) == [batch[0], batch[2], batch[4]]
+
+
+def test_a_bad_group_choice_anywhere_in_a_sweep_stops_it_before_any_job_runs(tmp_path):
+    proc = runner("-m", *TINY, "seed=0,1,2", "optim=sgd,adamm", "logger=none", f"hydra.sweep.dir={tmp_path}")
+    assert proc.returncode == 1 and "adamm" in proc.stderr
+    assert not any(p.is_dir() for p in tmp_path.iterdir())  # no job folder
