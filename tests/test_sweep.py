@@ -350,3 +350,13 @@ def test_a_bad_group_choice_anywhere_in_a_sweep_stops_it_before_any_job_runs(tmp
     proc = runner("-m", *TINY, "seed=0,1,2", "optim=sgd,adamm", "logger=none", f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 1 and "adamm" in proc.stderr
     assert not any(p.is_dir() for p in tmp_path.iterdir())  # no job folder
+
+
+def test_slurm_preset_takes_partition_and_account_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SBATCH_PARTITION", "gpu-long")
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj42")
+    launcher = compose_cfg("hydra/launcher=slurm").hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.partition, launcher.account, launcher.qos) == ("gpu-long", "proj42", None)
+    assert launcher.gpus_per_node == 1 and launcher.timeout_min == 240 and launcher.max_num_timeout > 0
+    assert compose_cfg("hydra/launcher=slurm", "hydra.launcher.partition=debug").hydra.launcher.partition == "debug"
