@@ -4,6 +4,8 @@ was killed before writing its summary. Plus the statistics on hand-checkable num
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import shutil
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from runner.report import build
+from runner.report import build, main
 from runner.results import Run, curve, fmt, t_interval
 from tests.helpers import ROOT
 
@@ -49,10 +51,17 @@ def sweep(tmp_path_factory) -> Path:
     return root
 
 
+def report_cli(*args: str) -> subprocess.CompletedProcess:
+    """`runner-report ARGS` in this process (the console script calls the same main)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(list(args))
+    return subprocess.CompletedProcess(["runner-report", *args], code, out.getvalue(), "")
+
+
 @pytest.fixture(scope="module")
 def cli(sweep) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "runner.report", str(sweep)], cwd=ROOT, text=True,
-                          capture_output=True, timeout=300)
+    return report_cli(str(sweep))
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +165,5 @@ def test_runs_of_different_lengths_and_step_grids_align_on_logged_steps():
 
 
 def test_no_runs_is_a_clear_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "runner.report", str(tmp_path)], cwd=ROOT, text=True,
-                          capture_output=True, timeout=120)
+    proc = report_cli(str(tmp_path))
     assert proc.returncode == 1 and "no run folders" in proc.stdout
