@@ -24,7 +24,8 @@ from rich.table import Table as RichTable
 
 from runner import report_html as H
 from runner.report_figures import lr_figure, metric_figure, png
-from runner.results import Group, curve_metrics, find_runs, group_runs, primary_metric, read_run, swept_lr_keys, y_scale
+from runner.aggregate import curve_metrics, y_scale
+from runner.results import Group, find_runs, group_runs, primary_metric, read_run, swept_lr_keys
 
 AGGREGATION = ("Curves: each group's runs are put on one grid (the logged steps; an even grid over time and "
                "gradient evaluations), interpolated linearly inside each run's own range, then averaged; a run "

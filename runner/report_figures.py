@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from runner.results import AXES, Curve, Group, curve, stat
+from runner.aggregate import AXES, Curve, curve, stat
+from runner.results import Group
 
 WIDTH, HEIGHT = 5.2, 3.9  # inches per panel; the legend adds a row height per line of entries
 

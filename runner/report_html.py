@@ -9,7 +9,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from runner.results import UNFINISHED, Group, Run, mean_ci
+from runner.aggregate import mean_ci
+from runner.results import UNFINISHED, Group, Run
 
 STATUSES = ("completed", "diverged", "failed", "interrupted", UNFINISHED)
 WHY_UNFINISHED = "no summary.json: still running, or killed before it could write one"

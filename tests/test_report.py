@@ -18,7 +18,8 @@ import pytest
 from matplotlib.image import imread
 
 from runner.report import build, main
-from runner.results import Run, curve, fmt, t_interval
+from runner.aggregate import curve, fmt, t_interval
+from runner.results import Run
 from tests.helpers import ROOT
 
 ENV_ARGS = ("logger=none",)

@@ -1,0 +1,132 @@
+"""Statistics across seeds for `runner-report`: 95% Student-t intervals of the mean, and curves
+of a group of runs put on one grid.
+
+The interval is mean +- t(0.975, n-1) s / sqrt(n). Curves of a group are put on one grid before
+averaging: on the step axis the grid is the union of the steps the runs logged (thinned evenly to
+at most MAX_POINTS), on time and gradient evaluations an even grid over the runs' range; each run
+is interpolated linearly on it, only inside its own range, so a run that stopped early leaves the
+mean where it stopped. Metrics drawn on a log axis are averaged as log10 (a geometric mean, band
+multiplicative), zeros lifted to the smallest positive value seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from runner.results import Run
+
+MAX_POINTS = 500  # grid points per curve: more than a figure a few inches wide can show
+LOG_HINTS = ("norm", "dist", "gap", "subopt", "loss", "w2", "mmd")  # quantities that go to zero
+NOT_CURVES = ("step", "time_s", "train/grad_evals")
+AXES = {"step": "step", "time": "training time (s)", "grad_evals": "gradient evaluations"}
+
+
+@dataclass
+class Curve:
+    x: np.ndarray
+    mean: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    n: np.ndarray
+
+
+def t_interval(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, 95% t-interval half-width and count of the finite values along `axis` (NaN when n < 2)."""
+    from scipy.stats import t  # imported on use: scipy.stats takes a while to import
+
+    a = np.asarray(a, dtype=float)
+    ok = np.isfinite(a)
+    n = ok.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(ok, a, 0.0).sum(axis=axis) / n
+        dev = np.where(ok, a - np.expand_dims(mean, axis), 0.0)
+        sem = np.sqrt((dev ** 2).sum(axis=axis) / (n - 1) / n)
+        half = np.where(n >= 2, t.ppf(0.975, np.maximum(n - 1, 1)) * sem, np.nan)
+    return mean, half, n
+
+
+def stat(values: Iterable[float | None]) -> tuple[float, float, int]:
+    """(mean, half-width, n) of the finite values among `values`."""
+    a = np.array([v for v in values if v is not None], dtype=float)
+    mean, half, n = t_interval(a) if a.size else (np.nan, np.nan, 0)
+    return float(mean), float(half), int(n)
+
+
+def y_scale(runs: Sequence[Run], metric: str) -> tuple[str, float | None]:
+    """How to draw `metric`: ("log", smallest positive value) for values >= 0 that span two decades
+    (one for gaps, norms and losses by name); ("symlog", linear range) for signed values whose
+    largest is 1000 times their median; ("linear", None) otherwise."""
+    values = [r.columns[metric] for r in runs if metric in r.columns]
+    v = np.concatenate(values) if values else np.array([])
+    v = v[np.isfinite(v)]
+    size = np.abs(v[v != 0])
+    if not size.size:
+        return "linear", None
+    span = size.max() / size.min()
+    if v.min() >= 0:
+        named = any(h in metric.rsplit("/", 1)[-1] for h in LOG_HINTS)
+        return ("log", float(size.min())) if span >= 100 or (named and span >= 10) else ("linear", None)
+    middle = float(np.median(size))
+    return ("symlog", middle) if size.max() >= 1000 * middle else ("linear", None)
+
+
+def curve(runs: Sequence[Run], metric: str, axis: str, floor: float | None) -> Curve | None:
+    """Mean and 95% band of `metric` across `runs` against `axis` (step, time or grad_evals)."""
+    pairs = []
+    for run in runs:
+        x, y = run.x(axis), run.columns.get(metric)
+        if x is None or y is None:
+            continue
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            pairs.append((x[ok], np.log10(np.maximum(y[ok], floor)) if floor else y[ok]))
+    if not pairs:
+        return None
+    if axis == "step":
+        grid = np.unique(np.concatenate([x for x, _ in pairs]))
+        grid = grid[np.unique(np.linspace(0, len(grid) - 1, min(len(grid), MAX_POINTS)).round().astype(int))]
+    else:
+        grid = np.linspace(min(x[0] for x, _ in pairs), max(x[-1] for x, _ in pairs), MAX_POINTS)
+    values = np.vstack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in pairs])
+    mean, half, n = t_interval(values)
+    lo, hi = mean - half, mean + half
+    if floor:
+        mean, lo, hi = 10 ** mean, 10 ** lo, 10 ** hi
+    return Curve(grid, mean, lo, hi, n)
+
+
+def curve_metrics(runs: Sequence[Run], primary: str | None) -> list[str]:
+    """Metrics worth a figure, the primary first: logged, and changing in at least one run."""
+    keys = dict.fromkeys(k for r in runs for k in r.columns
+                         if k not in NOT_CURVES and not k.startswith("time/"))
+    moving = [k for k in keys if any(_moves(r.columns.get(k)) for r in runs)]
+    return sorted(moving, key=lambda k: k != primary)
+
+
+def _moves(v: np.ndarray | None) -> bool:
+    v = v[np.isfinite(v)] if v is not None else np.array([])
+    return v.size > 1 and bool(v.max() > v.min())
+
+
+def fmt(mean: float, half: float = math.nan) -> str:
+    """`mean ± half`, the mean given to the precision that the interval supports."""
+    if not math.isfinite(mean):
+        return "-"
+    if not math.isfinite(half) or half == 0:
+        return f"{mean:.6g}"
+    digits = 1 - math.floor(math.log10(half))  # decimals that show two significant digits of the half-width
+    if 1e-4 <= abs(mean) < 1e6 and digits <= 10:
+        return f"{mean:.{max(digits, 0)}f} ± {half:.{max(digits, 0)}f}"
+    if half < 1e-7 * abs(mean):  # seeds agree to rounding: seven digits of the mean
+        return f"{mean:.7g} ± {half:.1e}"
+    return f"{mean:.3g} ± {half:.2g}"
+
+
+def mean_ci(values: Iterable[float | None]) -> str:
+    """The finite values as `mean ± 95% half-width`."""
+    mean, half, _ = stat(values)
+    return fmt(mean, half)
