@@ -1,12 +1,14 @@
 """Statistics across seeds for `runner-report`: 95% Student-t intervals of the mean, and curves
-of a group of runs put on one grid.
+of a group of runs on one grid.
 
-The interval is mean +- t(0.975, n-1) s / sqrt(n). Curves of a group are put on one grid before
-averaging: on the step axis the grid is the union of the steps the runs logged (thinned evenly to
-at most MAX_POINTS), on time and gradient evaluations an even grid over the runs' range; each run
-is interpolated linearly on it, only inside its own range, so a run that stopped early leaves the
-mean where it stopped. Metrics drawn on a log axis are averaged as log10 (a geometric mean, band
-multiplicative), zeros lifted to the smallest positive value seen.
+The interval is mean +- t(0.975, n-1) s / sqrt(n). Runs are aligned on their logged steps: the
+grid is the union of the steps the runs logged (thinned evenly to at most MAX_POINTS), each run
+interpolated linearly on it only inside its own range, so a run that stopped early leaves the mean
+where it stopped. Against time and gradient evaluations, the mean at a step is drawn at the mean
+time (evaluations) the runs took to reach it: averaging runs at equal times instead would mix
+runs at different steps, and a slow start of one run would jump the mean. Metrics drawn on a log
+axis are averaged as log10 (a geometric mean, band multiplicative), zeros lifted to the smallest
+positive value seen.
 """
 
 from __future__ import annotations
@@ -75,28 +77,31 @@ def y_scale(runs: Sequence[Run], metric: str) -> tuple[str, float | None]:
 
 
 def curve(runs: Sequence[Run], metric: str, axis: str, floor: float | None) -> Curve | None:
-    """Mean and 95% band of `metric` across `runs` against `axis` (step, time or grad_evals)."""
-    pairs = []
+    """Mean and 95% band of `metric` across `runs` at each step of the common step grid, placed at
+    the step, or at the mean over those runs of their time or gradient evaluations there."""
+    tracks = []  # (steps, metric values, x values) of each run, finite records only
     for run in runs:
-        x, y = run.x(axis), run.columns.get(metric)
-        if x is None or y is None:
+        step, y, x = run.columns.get("step"), run.columns.get(metric), run.x(axis)
+        if step is None or y is None or x is None:
             continue
-        ok = np.isfinite(x) & np.isfinite(y)
+        ok = np.isfinite(step) & np.isfinite(y) & np.isfinite(x)
         if ok.any():
-            pairs.append((x[ok], np.log10(np.maximum(y[ok], floor)) if floor else y[ok]))
-    if not pairs:
+            tracks.append((step[ok], np.log10(np.maximum(y[ok], floor)) if floor else y[ok], x[ok]))
+    if not tracks:
         return None
-    if axis == "step":
-        grid = np.unique(np.concatenate([x for x, _ in pairs]))
-        grid = grid[np.unique(np.linspace(0, len(grid) - 1, min(len(grid), MAX_POINTS)).round().astype(int))]
-    else:
-        grid = np.linspace(min(x[0] for x, _ in pairs), max(x[-1] for x, _ in pairs), MAX_POINTS)
-    values = np.vstack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in pairs])
+    grid = np.unique(np.concatenate([s for s, _, _ in tracks]))
+    grid = grid[np.unique(np.linspace(0, len(grid) - 1, min(len(grid), MAX_POINTS)).round().astype(int))]
+    values = np.vstack([np.interp(grid, s, y, left=np.nan, right=np.nan) for s, y, _ in tracks])
     mean, half, n = t_interval(values)
+    if axis == "step":
+        at = grid.astype(float)
+    else:
+        xs = np.vstack([np.interp(grid, s, x, left=np.nan, right=np.nan) for s, _, x in tracks])
+        at = t_interval(np.where(np.isfinite(values), xs, np.nan))[0]
     lo, hi = mean - half, mean + half
     if floor:
         mean, lo, hi = 10 ** mean, 10 ** lo, 10 ** hi
-    return Curve(grid, mean, lo, hi, n)
+    return Curve(at, mean, lo, hi, n)
 
 
 def curve_metrics(runs: Sequence[Run], primary: str | None) -> list[str]:

@@ -27,10 +27,10 @@ from runner.report_figures import lr_figure, metric_figure, png
 from runner.aggregate import curve_metrics, y_scale
 from runner.results import Group, find_runs, group_runs, primary_metric, read_run, swept_lr_keys
 
-AGGREGATION = ("Curves: each group's runs are put on one grid (the logged steps; an even grid over time and "
-               "gradient evaluations), interpolated linearly inside each run's own range, then averaged; a run "
-               "that stopped early leaves the mean where it stopped. Log axes average log10 values (geometric "
-               "mean), zeros drawn at the smallest positive value.")
+AGGREGATION = ("Curves: each group's runs are aligned on their logged steps (interpolated linearly inside each "
+               "run's own range) and averaged; a run that stopped early leaves the mean where it stopped. Against "
+               "time and gradient evaluations, the mean at a step sits at the runs' mean time (evaluations) there. "
+               "Log axes average log10 values (geometric mean), zeros drawn at the smallest positive value.")
 
 
 @dataclass

@@ -65,18 +65,23 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
 
 
 def _limit(ax, curves: Sequence[Curve | None], kind: str) -> None:
-    means = [c.mean[np.isfinite(c.mean)] for c in curves if c is not None]
-    values = np.concatenate(means) if means else np.array([])
-    values = values[values > 0] if kind == "log" else values
-    if not values.size:
+    """y-range of these curves: their means, and their bands up to half the means' range beyond."""
+    drawn = [c for c in curves if c is not None]
+    if not drawn:
         return
-    lo, hi = float(values.min()), float(values.max())
-    if kind == "log":
-        pad = (hi / lo) ** 0.06 if hi > lo else 2.0
-        ax.set_ylim(lo / pad, hi * pad)
-    else:
-        pad = 0.06 * (hi - lo) if hi > lo else max(abs(hi), 1.0) * 0.1
-        ax.set_ylim(lo - pad, hi + pad)
+    to = (lambda v: np.log10(v[v > 0])) if kind == "log" else (lambda v: v)
+    ranges = []
+    for part in ("mean", "lo", "hi"):
+        v = np.concatenate([to(np.asarray(getattr(c, part), dtype=float)) for c in drawn])
+        v = v[np.isfinite(v)]
+        ranges.append((v.min(), v.max()) if v.size else (np.nan, np.nan))
+    (lo, hi), (band_lo, _), (_, band_hi) = ranges
+    if not np.isfinite(lo):
+        return
+    span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
+    lo, hi = np.nanmin([lo, max(band_lo, lo - span / 2)]), np.nanmax([hi, min(band_hi, hi + span / 2)])
+    lo, hi = lo - 0.04 * (hi - lo or 1.0), hi + 0.04 * (hi - lo or 1.0)
+    ax.set_ylim(*((10 ** lo, 10 ** hi) if kind == "log" else (lo, hi)))
 
 
 def _mark_divergence(ax, group: Group, metric: str, axis: str, colour) -> None:

@@ -161,6 +161,11 @@ def test_runs_of_different_lengths_and_step_grids_align_on_logged_steps():
     assert c.n.tolist() == [2, 2, 2, 1, 1]  # the short run leaves the mean where it stopped
     assert c.mean.tolist() == pytest.approx([2.0, 3.0, 4.0, 6.0, 8.0])  # long run at 30: halfway 4 -> 6 = 5
     assert math.isnan(c.hi[-1])
+    slow = _run([10, 20, 30], [1.0, 2.0, 3.0])
+    slow.columns["time_s"] = np.array([3.0, 4.0, 5.0])  # a slow start: 3 s before its first record
+    timed = curve([slow, long], "train/loss", "time", None)  # long: time = step / 10
+    assert timed.x.tolist() == pytest.approx([2.0, 3.0, 4.0, 4.0, 6.0])  # mean time to reach each step
+    assert timed.mean.tolist() == pytest.approx(c.mean.tolist())  # the same means, steps never mixed
     logged = curve([_run([1, 2], [1e-2, 1e-4]), _run([1, 2], [1e-4, 0.0])], "train/loss", "step", floor=1e-6)
     assert logged.mean.tolist() == pytest.approx([1e-3, 1e-5])  # geometric mean, the zero lifted to the floor
 
