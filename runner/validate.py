@@ -59,6 +59,10 @@ def _top_level(cfg: DictConfig) -> Iterable[str]:
     for key in ("log_every", "eval_every"):
         if not (isinstance(cfg[key], int) and cfg[key] > 0):
             yield f"{key}={cfg[key]!r}: must be a positive integer (steps)"
+    if not (isinstance(cfg.checkpoint_every, int) and cfg.checkpoint_every >= 0):
+        yield f"checkpoint_every={cfg.checkpoint_every!r}: must be an integer >= 0 (steps; 0 = only when interrupted)"
+    if cfg.objective.use not in ("final", "best"):
+        yield f"objective.use={cfg.objective.use!r}: allowed: final, best"
     m = cfg.metrics
     if not 0 < m.fit_tail <= 1:
         yield f"metrics.fit_tail={m.fit_tail}: must be in (0, 1]"

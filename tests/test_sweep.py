@@ -360,3 +360,13 @@ def test_slurm_preset_takes_partition_and_account_from_the_environment(monkeypat
     assert (launcher.partition, launcher.account, launcher.qos) == ("gpu-long", "proj42", None)
     assert launcher.gpus_per_node == 1 and launcher.timeout_min == 240 and launcher.max_num_timeout > 0
     assert compose_cfg("hydra/launcher=slurm", "hydra.launcher.partition=debug").hydra.launcher.partition == "debug"
+
+
+def test_sweep_keys_are_validated():
+    from runner.validate import ConfigError, validate
+
+    cfg = compose_cfg("checkpoint_every=-5", "objective.use=last")
+    with pytest.raises(ConfigError) as e:
+        validate(cfg, cfg.hydra.runtime.choices)
+    assert any(p.startswith("checkpoint_every=-5") for p in e.value.problems)
+    assert any(p.startswith("objective.use='last': allowed: final, best") for p in e.value.problems)
