@@ -142,7 +142,7 @@ def run(cfg: DictConfig) -> int:
         if reason is None and callable(getattr(task, "assess", None)):
             reason = assess(task, rec.emit, t0)
         if callable(getattr(task, "convergence", None)):
-            summary["convergence"] = task.convergence(rec.history.primary)
+            summary["convergence"] = task.convergence(rec.history.primary, cfg.metrics.fit_tail)
         summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
         resume.remove(run_dir)  # finished: nothing to resume
         if callable(getattr(task, "figures", None)):

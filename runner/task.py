@@ -10,8 +10,8 @@ optimizers and global RNGs, so that a resumed run continues exactly as the unint
 
 Optional: `assess()`, measurements after training, yielding one record each with its own
 `step` (a diffusion task: its sampler at every step count N of its grid, at step = training
-steps + N); `convergence(metric)`, the task's own fit of `metric` (`conv/*` keys) in place of the
-runner's tail fit (the diffusion task fits log error against log NFE); `figures(run_dir)`,
+steps + N); `convergence(metric, tail)`, the task's own fit of `metric` on the last `tail` fraction of
+its points (`conv/*` keys), in place of the runner's (diffusion: log error against log NFE); `figures(run_dir)`,
 {key: PNG path} saved after the run and sent to the tracker.
 """
 

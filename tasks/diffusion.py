@@ -1,8 +1,8 @@
 """Diffusion sampling with the sampler's error measured against targets whose noised scores are
 exact: the order of convergence in the number of steps, as a paper would claim it.
 
-    runner task=diffusion                                     # 2-D ring of Gaussians, VP, Euler
-    runner task=diffusion sampler=heun task.process=ve task.grid=karras
+    runner task=diffusion                                     # 2-D ring of Gaussians, VP, Karras grid, Euler
+    runner task=diffusion sampler=heun task.process=ve task.grid=uniform
     runner task=diffusion task.target=gaussian task.dim=8 sampler=dpmpp_2m
     runner task=diffusion model=mlp optim=adam task.train_steps=3000   # a learned score
 
@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchsde
+from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 
@@ -64,6 +65,9 @@ class Mixture:
     def __init__(self, means: Tensor, covs: Tensor, weights: Tensor):
         self.means, self.covs, self.weights = means, covs, weights / weights.sum()
         self.chol = torch.linalg.cholesky(covs)
+        self.var = covs[:, 0, 0]  # used when every component is isotropic (var_k I): scores without solves
+        self.isotropic = bool(torch.equal(covs, self.var[:, None, None] * torch.eye(self.dim, dtype=covs.dtype,
+                                                                                      device=covs.device)))
 
     @property
     def dim(self) -> int:
@@ -92,6 +96,14 @@ class Mixture:
 
     def score(self, x: Tensor) -> Tensor:
         """grad log p(x) = sum_k r_k(x) (-C_k^-1 (x - mu_k)), r_k the posterior of component k."""
+        if len(self.means) == 1:
+            return -torch.cholesky_solve((x - self.means[0]).T, self.chol[0]).T
+        if self.isotropic:  # the same formula without solves, ~10x faster on CPU
+            sq = (x * x).sum(1, keepdim=True) - 2 * x @ self.means.T + (self.means ** 2).sum(1)  # |x - mu_k|^2
+            log_wn = self.weights.log() - 0.5 * sq / self.var - 0.5 * self.dim * self.var.log()
+            e = (log_wn - log_wn.amax(1, keepdim=True)).exp()  # torch.softmax over a short last dim is 5x slower
+            r = e / (e.sum(1, keepdim=True) * self.var)
+            return r @ self.means - r.sum(1, keepdim=True) * x
         log_wn, z = self._components(x)
         resp = torch.softmax(log_wn, dim=1)  # (n, K)
         grads = -torch.linalg.solve_triangular(self.chol.transpose(1, 2), z, upper=True)  # (K, d, n)
@@ -117,7 +129,10 @@ def make_target(target: str, dim: int, mixture: str, components: int, scale: flo
 
 def gaussian_mean(mean: float | list | None, dim: int, **kw) -> Tensor:
     """null: 0; a number: every coordinate; a list of dim numbers."""
-    return torch.zeros(dim, **kw) + torch.as_tensor(0.0 if mean is None else mean, **kw)
+    m = torch.as_tensor(0.0 if mean is None else mean, **kw)
+    if m.ndim > 1 or (m.ndim == 1 and len(m) != dim):
+        raise ValueError(f"mean {mean}: expected a number or {dim} numbers")
+    return m.expand(dim).clone()
 
 
 def gaussian_cov(cov: float | list | None, dim: int, **kw) -> Tensor:
@@ -206,9 +221,9 @@ class DiffusionSampling:
                  target: str = "gmm", dim: int = 2, mixture: str = "ring", components: int = 8, scale: float = 3.0,
                  std: float = 0.3, mean: float | list | None = None, cov: float | list | None = None,
                  process: str = "vp", schedule: str = "linear", beta_min: float = 0.1, beta_max: float = 20.0,
-                 t_min: float | None = None, t_max: float | None = None, grid: str = "uniform", rho: float = 7.0,
+                 t_min: float | None = None, t_max: float | None = None, grid: str = "karras", rho: float = 7.0,
                  prior: str = "exact", steps: int | list[int] = (4, 8, 16, 32, 64, 128), samples: int = 10000,
-                 ot_samples: int = 1500, mmd_bandwidth: float = 1.0, ref_factor: int = 16, ref_tol: float = 1e-11,
+                 ot_samples: int = 1500, mmd_bandwidth: float = 1.0, ref_factor: int = 4, ref_tol: float = 1e-11,
                  train_steps: int = 2000, batch_size: int = 512):
         self.rt, dev = runtime, runtime.device
         self.steps = [int(steps)] if isinstance(steps, int) else [int(n) for n in steps]
@@ -226,10 +241,15 @@ class DiffusionSampling:
         self.second_moment = float((self.target.means ** 2).sum(1).mean() + self.target.covs.diagonal(dim1=1, dim2=2).sum(1).mean()) / self.target.dim
         self.records: list[dict[str, float]] = []
         self.shown: dict[int, Tensor] = {}  # N -> samples for the picture
+        self.fit: dict[str, float | str | None] | None = None  # the last convergence fit, for the picture
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
-        return check_config(root.task)
+        problems = check_config(root.task)
+        methods = getattr(get_object(root.sampler._target_), "METHODS", None)
+        if methods and root.sampler.get("method") not in methods:
+            problems.append(f"sampler.method={root.sampler.get('method')!r}: allowed: {', '.join(methods)}")
+        return problems
 
     def models(self) -> Mapping[str, nn.Module]:
         return {"score": self.net} if self.learned else {}
@@ -327,11 +347,13 @@ class DiffusionSampling:
             coarse = adaptive(velocity, x_T, grid[0], grid[-1], "dopri8", 100 * self.ref_tol)
         return fine, float(((fine - coarse) ** 2).sum(1).mean().sqrt())
 
-    def convergence(self, metric: str) -> dict[str, float | str | None]:
-        """The empirical order: least squares of log metric on log NFE over the points above
-        twice their floor (`<metric>_floor`); the order is minus the slope."""
+    def convergence(self, metric: str, tail: float = 1.0) -> dict[str, float | str | None]:
+        """The empirical order: least squares of log metric on log NFE over the last `tail` fraction
+        (3 at least) of the points above twice their floor (`<metric>_floor`), where the error is
+        in its asymptotic regime and not yet noise; the order is minus the slope."""
         pts = [(r["diff/nfe"], r[metric]) for r in self.records
                if metric in r and math.isfinite(r[metric]) and r[metric] > 2 * r.get(f"{metric}_floor", 0.0)]
+        pts = pts[max(0, len(pts) - max(3, math.ceil(tail * len(pts)))):]
         out: dict[str, float | str | None] = {"conv/metric": metric, "conv/x": "diff/nfe", "conv/points": len(pts),
                                               "conv/kind": None, "conv/exponent": None, "conv/order": None,
                                               "conv/r2": None, "conv/rate": None}
@@ -341,7 +363,9 @@ class DiffusionSampling:
         slope, intercept = np.polyfit(x, y, 1)
         ss_tot = float(((y - y.mean()) ** 2).sum())
         r2 = 1 - float(((y - slope * x - intercept) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
-        return {**out, "conv/kind": "sublinear", "conv/exponent": float(slope), "conv/order": -float(slope), "conv/r2": r2}
+        self.fit = {**out, "conv/kind": "sublinear", "conv/exponent": float(slope), "conv/order": -float(slope),
+                    "conv/r2": r2}
+        return self.fit
 
     # ---- pictures ------------------------------------------------------------------------------
     def figures(self, run_dir: Path) -> dict[str, Path]:
@@ -372,9 +396,10 @@ class DiffusionSampling:
             if key in self.records[0]:
                 ax.loglog(nfe, [r[key] for r in self.records], "o-", c=f"C{i}", label=key)
                 ax.axhline(self.records[0][f"{key}_floor"], c=f"C{i}", ls=":", lw=1)
-        fit = self.convergence(self.primary)
+        fit = self.fit or self.convergence(self.primary)
         if fit["conv/order"] is not None:
-            ax.set_title(f"{self.primary}: fitted order {fit['conv/order']:.2f} ({fit['conv/points']} points)", fontsize=9)
+            ax.set_title(f"{fit['conv/metric']}: fitted order {fit['conv/order']:.2f} on the last "
+                         f"{fit['conv/points']} points", fontsize=9)
         ax.set_xlabel("NFE (score evaluations)")
         ax.set_ylabel("error (dotted: noise floor)")
         ax.legend(fontsize=7)
@@ -471,9 +496,7 @@ def _check_gaussian(cfg: DictConfig) -> list[str]:
     cov = OmegaConf.to_container(cfg.cov) if isinstance(cfg.cov, ListConfig) else cfg.cov
     problems = []
     try:
-        m = gaussian_mean(mean, cfg.dim, dtype=torch.float64)
-        if m.shape != (cfg.dim,):
-            raise ValueError
+        gaussian_mean(mean, cfg.dim, dtype=torch.float64)
     except (ValueError, RuntimeError, TypeError):
         problems.append(f"task.mean={mean}: null, a number or a list of task.dim={cfg.dim} numbers")
     try:

@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 
 class ProbabilityFlow:
     """The probability-flow ODE with a torchdiffeq method. Fixed-step methods step exactly on the
-    grid; `dopri5` adapts its steps: a grid of N steps stands for the tolerance rtol = atol =
-    N^-tol_power, and its NFE is what it used."""
+    grid; adaptive ones (dopri5, ...) choose their steps: a grid of N steps stands for the
+    tolerance rtol = atol = N^-tol_power, and their NFE is what they used."""
 
     stochastic = False
+    FIXED, ADAPTIVE = ("euler", "midpoint", "heun2", "heun3", "rk4"), ("dopri5", "dopri8", "bosh3", "adaptive_heun")
+    METHODS = FIXED + ADAPTIVE  # torchdiffeq's names
 
     def __init__(self, method: str = "euler", tol_power: float = 4.0):
         self.method, self.tol_power = method, tol_power
@@ -50,8 +52,8 @@ class ProbabilityFlow:
             f, g2 = dyn.process.coefficients(t)
             return f * x - 0.5 * g2 * dyn.score(x, t)
 
-        if self.method == "dopri5":
-            return adaptive(velocity, x, grid[0], grid[-1], "dopri5", (len(grid) - 1) ** -self.tol_power), nfe
+        if self.method in self.ADAPTIVE:
+            return adaptive(velocity, x, grid[0], grid[-1], self.method, (len(grid) - 1) ** -self.tol_power), nfe
         return odeint(velocity, x, grid, method=self.method)[-1], nfe
 
 
@@ -106,6 +108,7 @@ class ReverseSDE:
     grid, in the forward variable u = -t."""
 
     stochastic = True
+    METHODS = ("euler", "milstein", "srk")  # torchsde's methods for Ito SDEs with diagonal noise
 
     def __init__(self, method: str = "euler"):
         self.method = method
@@ -127,11 +130,17 @@ class _ReverseTime(torch.nn.Module):
     def __init__(self, dyn: Dynamics):
         super().__init__()
         self.dyn, self.nfe = dyn, 0
+        self._last: tuple[tuple, Tensor] | None = None
 
     def f(self, u: Tensor, x: Tensor) -> Tensor:
-        self.nfe += 1
-        f, g2 = self.dyn.process.coefficients(-u)
-        return -(f * x - g2 * self.dyn.score(x, -u))
+        # sdeint checks the drift's shape at (u0, x0) and then steps from the same point: the
+        # second call is answered from this one-entry cache, so a step costs one score evaluation
+        key = (float(u), x.data_ptr(), x._version, x.shape)
+        if self._last is None or self._last[0] != key:
+            self.nfe += 1
+            f, g2 = self.dyn.process.coefficients(-u)
+            self._last = key, -(f * x - g2 * self.dyn.score(x, -u))
+        return self._last[1]
 
     def g(self, u: Tensor, x: Tensor) -> Tensor:
         return self.dyn.process.coefficients(-u)[1].sqrt().expand_as(x)
