@@ -21,13 +21,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 from rich.console import Console
 
-from runner import build, resume
+from runner import build, checkpoint, identity
 from runner.convergence import fit_tail
 from runner.device import Runtime
 from runner.loop import assess, train
 from runner.metrics import History, MetricsFile, write_json_atomic
 from runner.progress import Reporter, summary_table
-from runner.sweep import SKIPPED
 from runner.tracker import NullTracker
 from runner.validate import ConfigError, validate
 
@@ -87,19 +86,16 @@ def run(cfg: DictConfig) -> int:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     sweep_dir = Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
-    digest = resume.config_digest(cfg)
-    resume.claim_folder(run_dir, sweep_dir, digest)
-    done = None if cfg.rerun else resume.find_finished(run_dir, sweep_dir, digest)
-    (run_dir / SKIPPED).unlink(missing_ok=True)
+    digest = identity.config_digest(cfg)
+    done = identity.prepare_folder(run_dir, sweep_dir, digest, cfg.rerun)
     if done is not None:
-        (run_dir / SKIPPED).touch()
         console.print(f"skipped: this config already finished in {done} (rerun=true runs it again)", highlight=False)
         return 0
-    state = None if cfg.rerun else resume.load(run_dir, digest)
+    state = None if cfg.rerun else checkpoint.load(run_dir, digest)
     (run_dir / "summary.json").unlink(missing_ok=True)  # it describes an earlier attempt
     summary: dict[str, Any] = {"status": "failed", "error": None, "steps": 0, "wall_time_s": 0.0,
                                "device": str(cfg.device), "run_dir": str(run_dir), "config_digest": digest}
-    tracker, rec, exit_code, stop = NullTracker(), None, 1, resume.StopSignals()
+    tracker, rec, exit_code, stop = NullTracker(), None, 1, checkpoint.StopSignals()
     t0 = time.perf_counter()
     try:
         validate(cfg, hc.runtime.choices)
@@ -117,7 +113,7 @@ def run(cfg: DictConfig) -> int:
             log.info(line)
         start = 0
         if state is not None:
-            resume.restore(state, task, opts)
+            checkpoint.restore(state, task, opts)
             start = summary["resumed_from"] = state["step"]
             console.print(f"resuming from the checkpoint at step {start}", highlight=False)
         name, tags, group = describe(hc)
@@ -126,25 +122,18 @@ def run(cfg: DictConfig) -> int:
         rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name,
                        resume_step=start if state else None)
         t0 -= rec.clocks()[1]
-
-        def after_step(step: int) -> None:
-            periodic = cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < task.total_steps
-            if stop.received is not None or periodic:
-                resume.save(run_dir, digest, step, task, opts, tracker.id)
-            if stop.received is not None:
-                raise resume.Stopped(stop.received, step)
-
+        saver = checkpoint.Checkpointer(run_dir, digest, cfg.checkpoint_every, task, opts, tracker.id, stop)
         with stop:
             steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
                                   sharpness_every=cfg.metrics.sharpness_every,
                                   sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=rec.clocks(),
-                                  after_step=after_step)
+                                  after_step=saver)
         if reason is None and callable(getattr(task, "assess", None)):
             reason = assess(task, rec.emit, t0)
         if callable(getattr(task, "convergence", None)):
             summary["convergence"] = task.convergence(rec.history.primary, cfg.metrics.fit_tail)
         summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
-        resume.remove(run_dir)  # finished: nothing to resume
+        checkpoint.remove(run_dir)  # finished: nothing to resume
         if callable(getattr(task, "figures", None)):
             summary["figures"] = {key: str(path) for key, path in task.figures(run_dir).items()}
             for key, path in summary["figures"].items():
@@ -153,7 +142,7 @@ def run(cfg: DictConfig) -> int:
     except ConfigError as e:
         summary.update(error=str(e), problems=e.problems)
     except KeyboardInterrupt as e:
-        summary.update(status="interrupted", error=str(e) if isinstance(e, resume.Stopped)
+        summary.update(status="interrupted", error=str(e) if isinstance(e, checkpoint.Stopped)
                        else "interrupted by the user (Ctrl-C)")
         exit_code, interrupt = getattr(e, "exit_code", 130), e
     except Exception as e:  # noqa: BLE001 - a failed run is recorded and reported, not re-raised

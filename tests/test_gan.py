@@ -239,13 +239,13 @@ def test_bad_mog_input_is_stopped_before_any_work(overrides, needle):
     (*MOG, "task.scheme=extragradient", "task.eval_samples=200", "task.w2_samples=100"),  # minibatch RNG, snapshots
 ])
 def test_a_resumed_game_reproduces_the_uninterrupted_run_exactly(tmp_path, overrides):
-    from runner import resume
+    from runner import checkpoint
     from tests.test_sweep import _train
 
     cfg = compose_cfg("task=gan", "task.steps=30", *overrides, "device=cpu", "logger=none")
     straight = _train(cfg, tmp_path)
     first = _train(cfg, tmp_path, stop_at=16)
-    rest = _train(cfg, tmp_path, state=resume.load(tmp_path, "digest"))
+    rest = _train(cfg, tmp_path, state=checkpoint.load(tmp_path, "digest"))
     assert first + rest == straight
 
 

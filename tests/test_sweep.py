@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 import runner.__main__ as cli
 from hydra_plugins.runner_sweeper.covering_sweeper import covering
-from runner import resume, sweep
+from runner import checkpoint, sweep
 from runner.device import auto_device, pick_device
 from runner.loop import train
 from runner.metrics import read_records, write_json_atomic
@@ -108,12 +108,12 @@ def _train(cfg, tmp_path: Path, stop_at: int | None = None, state: dict | None =
     seed_everything(cfg.seed if state is None else 12345)  # a resumed run must not depend on the seed state
     task, opts, rt = build_all(cfg)
     if state is not None:
-        resume.restore(state, task, opts)
+        checkpoint.restore(state, task, opts)
     records: list[dict] = []
 
     def after_step(step: int) -> None:
         if step == stop_at:
-            resume.save(tmp_path, "digest", step, task, opts, None)
+            checkpoint.save(tmp_path, "digest", step, task, opts, None)
             raise _Stop
 
     try:
@@ -133,7 +133,7 @@ def test_resumed_run_reproduces_the_uninterrupted_run_exactly(tmp_path, override
     cfg = compose_cfg(*overrides, "device=cpu", "logger=none")
     straight = _train(cfg, tmp_path)
     first = _train(cfg, tmp_path, stop_at=16)
-    state = resume.load(tmp_path, "digest")
+    state = checkpoint.load(tmp_path, "digest")
     assert state["step"] == 16 and first == straight[:len(first)]
     rest = _train(cfg, tmp_path, state=state)
     assert first + rest == straight

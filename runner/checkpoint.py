@@ -1,25 +1,15 @@
-"""Runs that pick up where they stopped: skip a config that already finished, resume from a
-checkpoint, stop cleanly on a signal.
+"""Checkpoints, and stopping at a step boundary on a signal.
 
-- A run's identity is a digest of its resolved config (seed included; `rerun` and
-  `checkpoint_every` and `logger` left out: they do not change the result), stored in `summary.json` and in
-  the checkpoint. A job whose config finished (completed or diverged) in its sweep folder is
-  skipped; failed and interrupted ones run again, from their checkpoint when they left one.
-- Job numbers shift when a sweep's values change, so a job folder may hold the finished run of
-  another config: it is moved aside to `<sweep>/.replaced/<digest>/` before the folder is reused,
-  and a job finds its own finished run wherever it lies in the sweep folder and copies it home.
-- `checkpoint.pt` holds models, optimizers with their schedulers, the task's own state, every RNG
-  (python, numpy, torch, CUDA), the step and the wandb run id; saved every `checkpoint_every`
-  steps and when a stop signal arrives, and removed once the run has finished.
+`checkpoint.pt` holds the models, the optimizers with their schedulers, the task's own state
+(`state_dict()` when it has one), every RNG (python, numpy, torch, CUDA), the step and the wandb
+run id. It is saved every `checkpoint_every` steps and when a stop signal arrives, loaded by a
+run of the same config started in the same folder, and removed once the run has finished.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
-import shutil
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,72 +17,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
-
-from runner.metrics import write_json_atomic
-from runner.sweep import SKIPPED
 
 CHECKPOINT = "checkpoint.pt"
-FINISHED = ("completed", "diverged")
-NOT_IDENTITY = ("rerun", "checkpoint_every", "total_steps", "logger")  # keys that do not change what a run computes
-KEEP_IN_PLACE = (".hydra", "runner.log", SKIPPED)  # they belong to the folder's current job
 
 
-def config_digest(cfg: DictConfig) -> str:
-    resolved = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IDENTITY}
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _summary(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _move_contents(src: Path, dst: Path, copy: bool) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for entry in src.iterdir():
-        if entry.name in KEEP_IN_PLACE or entry.name == CHECKPOINT:
-            continue
-        target = dst / entry.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        if copy:
-            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, target)
-        else:
-            os.replace(entry, target)
-
-
-def claim_folder(run_dir: Path, sweep_dir: Path | None, digest: str) -> None:
-    """Before a job uses its folder: a finished run of another config found there is moved aside."""
-    old = _summary(run_dir)
-    if sweep_dir is not None and old.get("status") in FINISHED and old.get("config_digest") not in (None, digest):
-        _move_contents(run_dir, sweep_dir / ".replaced" / old["config_digest"], copy=False)
-
-
-def find_finished(run_dir: Path, sweep_dir: Path | None, digest: str) -> Path | None:
-    """The folder of a finished run of this config: this job's folder, or (in a sweep) any run
-    folder under the sweep folder; a run found elsewhere is copied into this job's folder."""
-    candidates = [run_dir]
-    if sweep_dir is not None:
-        candidates += sorted(p.parent for p in sweep_dir.glob("**/summary.json") if p.parent != run_dir)
-    for folder in candidates:
-        s = _summary(folder)
-        if s.get("status") in FINISHED and s.get("config_digest") == digest:
-            if folder != run_dir:
-                is_job = (folder / ".hydra").exists()  # another job's folder keeps its run; .replaced/ gives it up
-                _move_contents(folder, run_dir, copy=is_job)
-                if not is_job:
-                    shutil.rmtree(folder)
-                finished_at = (run_dir / "summary.json").stat().st_mtime
-                write_json_atomic(run_dir / "summary.json", {**s, "run_dir": str(run_dir)})
-                os.utime(run_dir / "summary.json", (finished_at, finished_at))  # still the time it finished
-            return folder
-    return None
-
-
-# ---- checkpoints ------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -188,3 +116,21 @@ class StopSignals:
         handler = self.previous.get(self.received) if self.received is not None else None
         if callable(handler) and self.received != signal.SIGINT:
             handler(self.received, None)
+
+
+class Checkpointer:
+    """The training loop's `after_step`: saves every `every` steps (0: never), and when one of
+    `signals` arrived, saves and raises Stopped."""
+
+    def __init__(self, run_dir: Path, digest: str, every: int, task: Any, opts: Mapping[str, Any],
+                 tracker_id: str | None, signals: StopSignals):
+        self.run_dir, self.digest, self.every, self.signals = run_dir, digest, every, signals
+        self.task, self.opts, self.tracker_id = task, opts, tracker_id
+
+    def __call__(self, step: int) -> None:
+        received = self.signals.received
+        periodic = self.every and step % self.every == 0 and step < self.task.total_steps
+        if received is not None or periodic:
+            save(self.run_dir, self.digest, step, self.task, self.opts, self.tracker_id)
+        if received is not None:
+            raise Stopped(received, step)
