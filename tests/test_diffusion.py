@@ -11,7 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from runner.validate import ConfigError, validate
-from tasks.diffusion import Mixture, gaussian_flow, make_target, w2_gaussian
+from tasks.closed_forms import Mixture, gaussian_flow, make_target, w2_gaussian
 from tasks.samplers import adaptive
 from tests.helpers import build_all, compose_cfg
 
