@@ -12,9 +12,11 @@ its own finished run wherever it lies in the sweep folder and takes it home.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +63,18 @@ def claim_folder(run_dir: Path, sweep_dir: Path | None, digest: str) -> None:
         _move_contents(run_dir, sweep_dir / ".replaced" / old["config_digest"], copy=False)
 
 
+def _other_runs(run_dir: Path, sweep_dir: Path) -> Iterator[Path]:
+    """Job folders of the sweep (at the depth of this job's folder) and runs moved aside."""
+    depth = len(run_dir.relative_to(sweep_dir).parts) if run_dir.is_relative_to(sweep_dir) else 1
+    for pattern in ("*/" * depth + "summary.json", ".replaced/*/summary.json"):
+        yield from (p.parent for p in sorted(sweep_dir.glob(pattern)) if p.parent != run_dir)
+
+
 def find_finished(run_dir: Path, sweep_dir: Path | None, digest: str) -> Path | None:
     """The folder of a finished run of this config: this job's folder, or (in a sweep) any run
-    folder under the sweep folder; a run found elsewhere is copied into this job's folder."""
-    candidates = [run_dir]
-    if sweep_dir is not None:
-        candidates += sorted(p.parent for p in sweep_dir.glob("**/summary.json") if p.parent != run_dir)
-    for folder in candidates:
+    folder of the sweep; a run found elsewhere is copied into this job's folder."""
+    others = _other_runs(run_dir, sweep_dir) if sweep_dir is not None else iter(())
+    for folder in itertools.chain([run_dir], others):
         s = _summary(folder)
         if s.get("status") in FINISHED and s.get("config_digest") == digest:
             if folder != run_dir:
@@ -75,9 +82,7 @@ def find_finished(run_dir: Path, sweep_dir: Path | None, digest: str) -> Path | 
                 _move_contents(folder, run_dir, copy=is_job)
                 if not is_job:
                     shutil.rmtree(folder)
-                finished_at = (run_dir / "summary.json").stat().st_mtime
                 write_json_atomic(run_dir / "summary.json", {**s, "run_dir": str(run_dir)})
-                os.utime(run_dir / "summary.json", (finished_at, finished_at))  # still the time it finished
             return folder
     return None
 
