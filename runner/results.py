@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-SKIP_DIRS = {".hydra", "wandb", "report", "__pycache__"}
+SKIP_DIRS = {".hydra", "wandb", "report", "__pycache__", ".replaced", ".submitit"}  # .replaced: runs set aside by a re-run
 NOT_GROUPED = ("seed", "logger", "data_dir")  # config keys that do not change what a run computes
 FINISHED = ("completed", "diverged")          # runs whose final values and fit are results
 UNFINISHED = "unfinished"                     # records but no summary.json: running, or killed

@@ -9,13 +9,14 @@ zero: it shrinks with the sample size, and callers report that noise floor besid
 
 from __future__ import annotations
 
-import ot
 import torch
 from torch import Tensor
 
 
 def w2(x: Tensor, y: Tensor) -> float:
     """W2 between the empirical measures of the rows of x (n, d) and y (m, d)."""
+    import ot  # POT takes ~1 s to import: only runs that measure W2 pay it
+
     x, y = x.detach().to("cpu", torch.float64), y.detach().to("cpu", torch.float64)
     a = torch.full((len(x),), 1 / len(x), dtype=torch.float64)
     b = torch.full((len(y),), 1 / len(y), dtype=torch.float64)
