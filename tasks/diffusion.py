@@ -111,7 +111,9 @@ class DiffusionSampling:
         self.sampler, self.grid_kind, self.rho, self.prior = sampler(), grid, rho, prior
         self.samples, self.ot_samples, self.bandwidth = samples, ot_samples, mmd_bandwidth
         self.ref_factor, self.ref_tol, self.batch_size = ref_factor, ref_tol, batch_size
-        self.second_moment = float((self.target.means ** 2).sum(1).mean() + self.target.covs.diagonal(dim1=1, dim2=2).sum(1).mean()) / self.target.dim
+        tg = self.target  # E|x_0|^2 / dim, for the network's input scaling
+        moments = (tg.means ** 2).sum(1) + tg.covs.diagonal(dim1=1, dim2=2).sum(1)
+        self.second_moment = float(tg.weights @ moments) / tg.dim
         self.records: list[dict[str, float]] = []
         self.shown: dict[int, Tensor] = {}  # N -> samples for the picture
         self.fit: dict[str, float | str | None] | None = None  # the last convergence fit, for the picture
@@ -167,9 +169,11 @@ class DiffusionSampling:
     def assess(self) -> Iterator[dict[str, float]]:
         """One record per step count N: the sampler from the same noise (and Brownian path)."""
         dev, n, p = self.rt.device, self.samples, self.process
-        start = self.target.noised(*p.alpha_sigma(torch.tensor(p.t_max, dtype=torch.float64)))
-        x_T = start.sample(n) if self.prior == "exact" else p.alpha_sigma(torch.tensor(p.t_max))[1].item() * \
-            torch.randn(n, self.target.dim, dtype=torch.float64).to(dev)
+        alpha_max, sigma_max = p.alpha_sigma(torch.tensor(p.t_max, dtype=torch.float64))
+        if self.prior == "exact":  # then the exact dynamics end exactly on the target
+            x_T = self.target.noised(alpha_max, sigma_max).sample(n)
+        else:
+            x_T = sigma_max.item() * torch.randn(n, self.target.dim, dtype=torch.float64).to(dev)
         bm = torchsde.BrownianInterval(t0=-p.t_max, t1=-p.t_min, size=(n, self.target.dim), dtype=torch.float64,
                                        device=dev, entropy=int(torch.randint(2 ** 31, ())),
                                        levy_area_approximation="space-time")
