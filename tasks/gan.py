@@ -59,7 +59,7 @@ class GameGDA:
                  gp_weight: float = 10.0, mixture: str = "ring", std: float | None = None, latent_dim: int = 16,
                  batch_size: int = 256, eval_samples: int = 2500, w2_samples: int = 1000, mode_min: int = 20,
                  lr_ratio: float = 1.0, d_steps: int = 1, init_scale: float = 1.0, jacobian_max: int = 200,
-                 jacobian_every: int = 100, jacobian_iters: int = 20, path_every: int = 1):
+                 jacobian_every: int = 100, jacobian_iters: int = 20, path_every: int = 2):
         self.game = GAMES[game](runtime.device, dim=dim, sv_min=sv_min, sv_max=sv_max, loss=loss, reg=reg,
                                 gamma=gamma, gp_weight=gp_weight, mixture=mixture, std=std, latent_dim=latent_dim,
                                 batch_size=batch_size, eval_samples=eval_samples, w2_samples=w2_samples,

@@ -252,7 +252,7 @@ def test_a_resumed_game_reproduces_the_uninterrupted_run_exactly(tmp_path, overr
 def test_the_phase_path_keeps_the_whole_trajectory_in_a_fixed_buffer():
     from tasks.gan import PATH_POINTS
 
-    task, opts, _ = game("task.game=dirac")
+    task, opts, _ = game("task.game=dirac", "task.path_every=1")
     first = task.path[0].clone()
     for _ in range(PATH_POINTS + 10):
         task.train_step(opts, measure=False)
