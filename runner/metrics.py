@@ -17,6 +17,7 @@ from typing import Any
 # Metrics for which larger is better; every other metric (losses, gaps, norms) is minimised.
 HIGHER_IS_BETTER = ("acc", "return", "modes", "hq")
 NOT_RANKED = ("step", "time_s")
+AXES = ("train/grad_evals", "diff/steps", "diff/nfe")  # counters used as x-axes: a final value, no best
 
 
 def higher_is_better(name: str) -> bool:
@@ -41,7 +42,7 @@ class History:
             if key in NOT_RANKED or key.startswith("time/"):
                 continue
             self.final[key] = value
-            if math.isfinite(value) and not key.endswith("/lr"):
+            if math.isfinite(value) and not key.endswith("/lr") and key not in AXES:
                 old = self.best.get(key)
                 better = old is None or (value > old if higher_is_better(key) else value < old)
                 self.best[key] = value if better else old

@@ -41,6 +41,11 @@ class Reporter:
     def update(self, record: Mapping[str, float]) -> None:
         step = int(record["step"])
         live = _live(record, self.shown)
+        if step > self.total:  # a measurement after training (a task's assess(), e.g. a sampler grid)
+            self.console.print(f"after training, step {step}: " + "  ".join(
+                f"{k} {v:.4g}" for k, v in record.items() if "/" in k and not k.startswith(("time/", "train/"))),
+                highlight=False, soft_wrap=True)
+            return
         rate = step / record["time/elapsed_s"] if record.get("time/elapsed_s") else 0.0
         if self.bar is not None:
             self.bar.update(self.task_id, completed=step, rate=f"{rate:,.0f} steps/s", live=live)
