@@ -59,14 +59,14 @@ class GameGDA:
                  gp_weight: float = 10.0, mixture: str = "ring", std: float | None = None, latent_dim: int = 16,
                  batch_size: int = 256, eval_samples: int = 2500, w2_samples: int = 1000, mode_min: int = 20,
                  lr_ratio: float = 1.0, d_steps: int = 1, init_scale: float = 1.0, jacobian_max: int = 200,
-                 jacobian_every: int = 100, jacobian_iters: int = 20, path_every: int = 2):
+                 jacobian_every: int = 500, jacobian_iters: int = 20, path_every: int = 2):
         self.game = GAMES[game](runtime.device, dim=dim, sv_min=sv_min, sv_max=sv_max, loss=loss, reg=reg,
                                 gamma=gamma, gp_weight=gp_weight, mixture=mixture, std=std, latent_dim=latent_dim,
                                 batch_size=batch_size, eval_samples=eval_samples, w2_samples=w2_samples,
                                 mode_min=mode_min)
         self.players = {r: m.to(runtime.device) for r, m in self.game.players(model, init_scale).items()}
         self.params = [p for r in ROLES for p in self.players[r].parameters()]
-        self.n_gen = len(list(self.players["generator"].parameters()))
+        self.own = {r: list(self.players[r].parameters()) for r in ROLES}  # each player's parameters
         self.n_params = sum(p.numel() for p in self.params)
         self.scheme, self.total_steps, self.d_steps = scheme, int(steps), int(d_steps)
         self.lr_scale = {"discriminator": lr_ratio}  # two time scales: the runner scales D's lr(s)
@@ -135,8 +135,8 @@ class GameGDA:
         """F(z) at the players' current point, one tensor per parameter (generator's first), and the
         two losses there."""
         losses = self.game.losses(self.players, batch)
-        grads = [*torch.autograd.grad(losses[0], self.params[:self.n_gen], retain_graph=True, create_graph=create_graph),
-                 *torch.autograd.grad(losses[1], self.params[self.n_gen:], create_graph=create_graph)]
+        grads = [*torch.autograd.grad(losses[0], self.own["generator"], retain_graph=True, create_graph=create_graph),
+                 *torch.autograd.grad(losses[1], self.own["discriminator"], create_graph=create_graph)]
         return grads, losses
 
     def evaluate_field(self) -> list[Tensor]:
