@@ -51,9 +51,12 @@ class Clock:
 
 
 def to_host(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
-    """One transfer for all tensor values (a single sync), floats passed through."""
+    """One transfer for all tensor values (a single sync), floats passed through. On the CPU there
+    is nothing to transfer: reading each scalar costs ~3 us for ten values, stacking them ~25 us."""
+    if all(v.is_cpu for v in values.values() if isinstance(v, torch.Tensor)):
+        return {k: float(v.item()) if isinstance(v, torch.Tensor) else float(v) for k, v in values.items()}
     keys = [k for k, v in values.items() if isinstance(v, torch.Tensor)]
-    host = torch.stack([values[k].detach().float().reshape(()) for k in keys]).tolist() if keys else []
+    host = torch.stack([values[k].detach().float().reshape(()) for k in keys]).tolist()
     return {**{k: float(v) for k, v in values.items() if k not in keys}, **dict(zip(keys, host))}
 
 
