@@ -309,6 +309,19 @@ def test_optuna_preset_runs_a_study_where_diverged_trials_get_the_worst_value(tm
     assert "sweep: 6 jobs" in out
 
 
+def test_an_optuna_study_in_sqlite_continues_across_invocations(tmp_path, capsys):
+    import optuna
+
+    db = f"sqlite:///{tmp_path / 'study.db'}"
+    for part in ("a", "b"):
+        code, out = runner_here(capsys, "-m", "hydra/sweeper=optuna_lr", "hydra.sweeper.n_trials=2", *TINY,
+                                f"hydra.sweeper.storage={db}", "hydra.sweeper.study_name=lr", "logger=none",
+                                f"hydra.sweep.dir={tmp_path / part}")
+        assert code == 0, out
+    trials = optuna.load_study(study_name="lr", storage=db).trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+
+
 def test_objective_is_the_worst_value_for_failed_diverged_or_missing_runs(tmp_path):
     write_json_atomic(tmp_path / "summary.json", {"status": "diverged", "final": {"a/x": 1.0},
                                                   "convergence": {"conv/metric": "a/x"}})
