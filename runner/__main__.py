@@ -6,7 +6,7 @@
 
 Exit status: 0 when every run completed or diverged (a result), 1 when one failed or its
 config was invalid, 130 on Ctrl-C (128 + the signal's number for SIGTERM/SIGUSR2). A multirun
-ends with a table of every job (runner/sweep.py).
+ends with a table of every job (runner/sweep.py), also when a Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt as e:
+        if sweep.active is not None:  # a stopped sweep still shows where its jobs stand
+            callback, config = sweep.active
+            callback.on_multirun_end(config)
         sys.exit(getattr(e, "exit_code", 130))
     # A multirun's verdict comes from its job folders (jobs may have run in other processes).
     sys.exit(sweep.exit_code if sweep.exit_code is not None else max(_exit_codes, default=0))

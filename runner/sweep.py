@@ -22,6 +22,8 @@ from omegaconf import DictConfig
 
 # Set by SweepSummary at the end of a multirun; runner.__main__ exits with it.
 exit_code: int | None = None
+# The multirun in progress in this process (its config), for the table after a Ctrl-C.
+active: tuple[SweepSummary, DictConfig] | None = None
 FINISHED = ("completed", "diverged")  # a result: the job needs no re-run
 SKIPPED = ".skipped"  # in a job folder: the job was skipped, its config had finished before
 KEY_METRICS = ("eval/acc", "eval/loss", "train/loss")  # shown beside the primary metric when present
@@ -32,7 +34,9 @@ class SweepSummary(Callback):
         self.show, self.started = show, time.time()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global active
         self.started = time.time() - 1.0  # file times are coarse on some file systems
+        active = (self, config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global exit_code

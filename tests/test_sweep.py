@@ -151,6 +151,16 @@ class SlowClassifier(Classifier):
         return super().train_step(opt, measure)
 
 
+def test_ctrl_c_stops_a_sweep_and_still_shows_its_table(tmp_path):
+    args = ["-m", f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null",
+            "task.steps=100000", "task.batch_size=32", "model.hidden=[64]", "seed=0,1", "logger=none",
+            f"hydra.sweep.dir={tmp_path}"]
+    code, out = signal_mid_run(args, tmp_path / "0", signal.SIGINT, ENV)
+    assert code == 130, out
+    assert summary(tmp_path / "0")["status"] == "interrupted" and not (tmp_path / "1").exists()  # job 1 never ran
+    assert "sweep: 1 job" in out and "interrupted" in out and f"sweep folder: {tmp_path}" in out
+
+
 def test_sigterm_saves_a_checkpoint_and_the_next_start_resumes_it_in_the_same_wandb_run(tmp_path, capsys):
     args = (f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null", "task.steps=300",
             "task.batch_size=32", "model.hidden=[64]", "checkpoint_every=50")
