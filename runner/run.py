@@ -121,12 +121,13 @@ def run(cfg: DictConfig) -> int:
         summary["wandb_id"] = tracker.id
         rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name,
                        resume_step=start if state else None)
-        t0 -= rec.clocks()[1]
+        clocks = rec.clocks()
+        t0 -= clocks[1]
         saver = checkpoint.Checkpointer(run_dir, digest, cfg.checkpoint_every, task, opts, tracker.id, stop)
         with stop:
             steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
                                   sharpness_every=cfg.metrics.sharpness_every,
-                                  sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=rec.clocks(),
+                                  sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=clocks,
                                   after_step=saver)
         if reason is None and callable(getattr(task, "assess", None)):
             reason = assess(task, rec.emit, t0)

@@ -139,10 +139,10 @@ class GameGDA:
                  *torch.autograd.grad(losses[1], self.own["discriminator"], create_graph=create_graph)]
         return grads, losses
 
-    def evaluate_field(self) -> list[Tensor]:
-        """One counted evaluation of F on a fresh minibatch."""
+    def evaluate_field(self) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
+        """One counted evaluation of F on a fresh minibatch, with the two losses there."""
         self.grad_evals += 1
-        return self.field(self.game.sample())[0]
+        return self.field(self.game.sample())
 
     def jacobian_vjp(self) -> Callable[[Tensor], Tensor]:
         """u -> J^T u for the Jacobian J of v = -F at the current point (fixed minibatch)."""
@@ -207,26 +207,25 @@ class GameGDA:
     # ---- one step of the selected scheme --------------------------------------------------
     def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor | float]:
         for _ in range(1, self.d_steps):  # extra discriminator steps before each joint update
-            self._step(opt, self.evaluate_field(), roles=("discriminator",))
+            self._step(opt, self.evaluate_field()[0], roles=("discriminator",))
         out = {}
         if measure and self.step_count - self.last_jacobian >= self.jacobian_every:
             self.last_jacobian = self.step_count
             out |= self.jacobian_eigs()  # at z_t, where this step's F is measured
         if self.scheme == "extragradient":
             z0 = [p.detach().clone() for p in self.params]
-        if measure and self.game.eq is not None:
+        if measure and self.eq is not None:
             dist = torch.linalg.vector_norm(self._point() - self.eq)
-        self.grad_evals += 1
-        g, (loss_g, loss_d) = self.field(self.game.sample())  # F(z_t): every scheme starts from it
+        g, (loss_g, loss_d) = self.evaluate_field()  # F(z_t): every scheme starts from it
         if self.scheme == "simultaneous":
             stats = self._step(opt, g, measure=measure)
         elif self.scheme == "alternating":
             stats = self._step(opt, g, roles=("discriminator",), measure=measure)
-            stats |= self._step(opt, self.evaluate_field(), roles=("generator",), measure=measure)
+            stats |= self._step(opt, self.evaluate_field()[0], roles=("generator",), measure=measure)
         elif self.scheme == "extragradient":
             saved = [copy.deepcopy(o.state_dict()) for o in opt.values()]
             self._step(opt, g)  # trial step to z'
-            g_half = self.evaluate_field()
+            g_half, _ = self.evaluate_field()
             with torch.no_grad():
                 torch._foreach_copy_(self.params, z0)
             for o, s in zip(opt.values(), saved):
@@ -245,7 +244,7 @@ class GameGDA:
                 "gan/field_norm": total_norm(g),  # F at z_t, the point this step started from
                 "train/grad_evals": float(self.grad_evals),
                 **{f"train/update_norm_{role}": s["update_norm"] for role, s in stats.items()}}
-        if self.game.eq is not None:
+        if self.eq is not None:
             out["gan/dist_to_eq"] = dist
         return out
 
