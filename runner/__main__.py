@@ -11,16 +11,21 @@ ends with a table of every job (runner/sweep.py), also when a Ctrl-C stops it.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from runner import sweep
+from runner import extras, sweep
 
-# conf/ sits beside the package in a clone and in an editable install.
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+# The configs are the package runner.conf (pyproject.toml maps it onto conf/): the clone's conf/ in
+# an editable install, site-packages/runner/conf in a wheel. find_spec locates it without importing.
+_conf = importlib.util.find_spec("runner.conf")
+if _conf is None:  # an editable install made before conf/ became runner.conf
+    raise ModuleNotFoundError('runner.conf (the configs) is not installed: run pip install -e ".[dev]" again')
+CONF_DIR = str(Path(_conf.origin).parent)
 _exit_codes: list[int] = []
 
 
@@ -38,15 +43,30 @@ def app(cfg: DictConfig) -> float:
 
 
 def main() -> None:
+    # `experiment` is in the defaults list (so `experiment=NAME` works, as in lightning-hydra-template);
+    # Hydra would refuse the `+experiment=NAME` that earlier versions of this README used.
+    sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
+    extras.require(sys.argv[1:])  # a choice whose plugin is an extra not installed: one line, not Hydra's
     try:
         app()
     except KeyboardInterrupt as e:
-        if sweep.active is not None:  # a stopped sweep still shows where its jobs stand
-            callback, config = sweep.active
-            callback.on_multirun_end(config)
+        _show_sweep_table()
         sys.exit(getattr(e, "exit_code", 130))
+    except SystemExit:  # Hydra exits on an error it reports (one a job raised, in a sweep)
+        _show_sweep_table()
+        raise
+    finally:
+        sweep.active = None  # the multirun of this invocation is over
     # A multirun's verdict comes from its job folders (jobs may have run in other processes).
     sys.exit(sweep.exit_code if sweep.exit_code is not None else max(_exit_codes, default=0))
+
+
+def _show_sweep_table() -> None:
+    """A sweep stopped before its end (Ctrl-C, or an error that Hydra reports and exits on) still
+    shows where its jobs stand."""
+    if sweep.active is not None and sweep.exit_code is None:
+        callback, config = sweep.active
+        callback.on_multirun_end(config)
 
 
 if __name__ == "__main__":

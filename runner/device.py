@@ -1,16 +1,83 @@
-"""Where and in what precision a run computes: device choice, autocast, model placement."""
+"""Where and in what precision a run computes: device choice, CPU threads, autocast, model placement.
+
+Threads: torch's default (one per core) is slow whenever the cores are shared, by other load or
+by the parallel jobs of a sweep: every op waits for its slowest thread. So a run leaves one CPU
+to the rest and takes its share of the others (the measurements are in README, "Everyday commands").
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 PRECISIONS = ("auto", "fp32", "bf16")
+# On CUDA the host thread only launches kernels (the data lives on the device); a few threads
+# serve the small CPU-side pieces (figures, fits). Not measured: no GPU where this was written.
+CUDA_HOST_THREADS = 4
+_threads_source = "torch default"
+
+
+def usable_cpus(env: Mapping[str, str] = os.environ) -> int:
+    """CPUs this process may run on: its affinity mask (taskset, cpusets), at most SLURM's
+    `SLURM_CPUS_PER_TASK` (a job step may see the whole node)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    slurm = env.get("SLURM_CPUS_PER_TASK", "")
+    return max(min(n, int(slurm)) if slurm.isdigit() else n, 1)
+
+
+def parallel_jobs(hc: Any, cpus: int | None = None) -> int:
+    """Jobs of a sweep running at once in this machine: the joblib launcher's `n_jobs` (-1 = one
+    per CPU, -2 all but one, as joblib counts), else 1 (one run, or jobs one after another)."""
+    n_jobs = hc.launcher.get("n_jobs") if hc.mode.name == "MULTIRUN" else None
+    if not isinstance(n_jobs, int) or n_jobs == 0:
+        return 1
+    return max(n_jobs if n_jobs > 0 else (cpus or usable_cpus()) + 1 + n_jobs, 1)
+
+
+def auto_threads(cpus: int, jobs: int, device_type: str, env: Mapping[str, str]) -> tuple[int, str]:
+    """What `threads=auto` means: an `OMP_NUM_THREADS` in the environment (the user's, or joblib's
+    own cpus // n_jobs in its workers) wins; else one CPU is left to the rest of the machine (the
+    wandb service, the launcher, other users) and each parallel job gets its share of the others,
+    a CUDA run at most CUDA_HOST_THREADS. On 2 CPUs that is 1 thread: measured faster there."""
+    omp = env.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if omp.isdigit() and int(omp) >= 1:
+        return int(omp), "OMP_NUM_THREADS"
+    share = max((cpus - 1) // max(jobs, 1), 1)
+    source = f"auto: {cpus} cpu{'s' * (cpus > 1)} / {jobs} job{'s' * (jobs > 1)}"
+    if device_type == "cuda" and share > CUDA_HOST_THREADS:
+        return CUDA_HOST_THREADS, f"{source}, cuda host cap"
+    return share, source
+
+
+def set_threads(threads: str | int, device_type: str, jobs: int) -> dict[str, Any]:
+    """Apply `threads` (auto or N) to torch's intra-op pool and to numpy/scipy's BLAS, as
+    OMP_NUM_THREADS=N would; return `threads_in_use()`. The inter-op pool is left alone: eager
+    ops never use it (only torch.jit.fork), and it can be set once per process, which a sweep
+    run in one process would break."""
+    global _threads_source
+    if threads == "auto":
+        n, _threads_source = auto_threads(usable_cpus(), jobs, device_type, os.environ)
+    else:
+        n, _threads_source = int(threads), "config"
+    torch.set_num_threads(n)
+    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+    threadpool_limits(n, user_api="blas")
+    return threads_in_use()
+
+
+def threads_in_use() -> dict[str, Any]:
+    """The thread counts this process computes with, and what chose them (for summary.json)."""
+    return {"intra_op": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
+            "source": _threads_source}
 
 
 def auto_device(cuda_count: int, job_num: int | None = None) -> str:

@@ -1,7 +1,7 @@
 """A run's identity, and finding a run of the same config that already finished.
 
-A run's identity is a digest of its resolved config (seed included; `rerun`, `checkpoint_every`
-and `logger` left out: they do not change the result), stored in `summary.json` and in the
+A run's identity is a digest of its resolved config (seed included; `rerun`, `checkpoint_every`,
+`logger` and `threads` left out: they do not change what is computed), stored in `summary.json` and in the
 checkpoint. A job whose config finished (completed or diverged) in its sweep folder is skipped;
 failed and interrupted ones run again, from their checkpoint when they left one. Job numbers
 shift when a sweep's values change, so a job folder may hold the finished run of another config:
@@ -20,17 +20,23 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from runner.checkpoint import CHECKPOINT
 from runner.metrics import write_json_atomic
 from runner.sweep import FINISHED, SKIPPED
 
-NOT_IDENTITY = ("rerun", "checkpoint_every", "total_steps", "logger")  # keys that do not change what a run computes
+NOT_IDENTITY = ("rerun", "checkpoint_every", "total_steps", "logger", "threads")  # keys that do not change what a run computes
 KEEP_IN_PLACE = (".hydra", "runner.log", SKIPPED)  # they belong to the folder's current job
 
 
 def config_digest(cfg: DictConfig) -> str:
+    """Taken before the task is built, so before `total_steps` (which the task's budget decides)
+    is known: a schedule's `${total_steps}` resolves to null here, like the key itself it is
+    derived from the rest of the config."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.total_steps = None
     resolved = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IDENTITY}
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -37,7 +37,7 @@ AGGREGATION = ("Curves: each group's runs are aligned on their logged steps (int
 class Report:
     groups: list[Group]
     primary: str | None
-    tables: list[H.Table]  # overview first, then the problem runs when there are any
+    tables: list[H.Table]  # overview first, then the problem runs and the provenance differences, if any
     html: Path
     figures: list[Path]
 
@@ -62,18 +62,18 @@ def build(paths: Sequence[Path], out: Path) -> Report:
         fig = lr_figure(groups, key, finals, {m for m, (kind, _) in scales.items() if kind == "log"})
         if fig is not None:
             lr_parts.append(_save(png(fig), out / f"fig_lr_{_safe(key)}.png", figures))
-    overview, problems = H.overview(groups), H.problems_table(groups)
+    overview, problems, provenance = H.overview(groups), H.problems_table(groups), H.provenance_table(groups)
     tables = [t for t in (H.fit_table(groups), H.values_table(groups, "final"), H.values_table(groups, "best"),
                           H.thresholds_table(groups)) if t]
     meta = [f"{len(runs)} runs in {len(groups)} groups from {', '.join(map(str, paths))}; "
             f"made {time.strftime('%Y-%m-%d %H:%M')} from local files",
             f"common to all runs: {' '.join(common) or '-'}", AGGREGATION]
     text = H.page("runner-report", meta, [
-        ("Overview", [H.table_html(t) for t in (overview, problems) if t]), ("Curves", curves),
+        ("Overview", [H.table_html(t) for t in (overview, problems, provenance) if t]), ("Curves", curves),
         ("Stability: final metrics against the learning rate", lr_parts),
         ("Convergence, final and best values, thresholds", [H.table_html(t) for t in tables])])
     (out / "index.html").write_text(text)
-    return Report(groups, primary, [overview, *([problems] if problems else [])], out / "index.html", figures)
+    return Report(groups, primary, [t for t in (overview, problems, provenance) if t], out / "index.html", figures)
 
 
 def _save(data: bytes, path: Path, saved: list[Path]) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runner.aggregate import mean_ci
+from runner.provenance import differing, flatten
 from runner.results import UNFINISHED, Group, Run
 
 STATUSES = ("completed", "diverged", "failed", "interrupted", UNFINISHED)
@@ -120,6 +121,24 @@ def problems_table(groups: Sequence[Group]) -> Table | None:
     return Table("Runs that did not complete", "diverged runs are results (their curves and fits are in the "
                  "report); failed, interrupted and unfinished runs count in the curves only",
                  ["run folder", "group", "seed", "status", "steps", "why"], rows) if rows else None
+
+
+def provenance_table(groups: Sequence[Group]) -> Table | None:
+    """The provenance fields in which runs differ (torch version, host, GPU, threads, a dirty
+    tree...), one row per combination of their values; None when every run agrees. Runs without
+    a provenance record (written before runs kept one) are left out."""
+    runs = [r for g in groups for r in g.runs if r.summary.get("provenance")]
+    fields = differing([r.summary["provenance"] for r in runs])
+    if not fields:
+        return None
+    combos: dict[tuple[str, ...], list[Run]] = {}
+    for r in runs:
+        flat = flatten(r.summary["provenance"])
+        combos.setdefault(tuple(flat.get(f, "-") for f in fields), []).append(r)
+    rows = [[*values, str(len(members)), ", ".join(str(m.path) for m in members[:3]) + (" ..." if len(members) > 3 else "")]
+            for values, members in combos.items()]
+    return Table("Where runs differ in how they ran", "provenance fields (summary.json `provenance`) that are "
+                 "not the same in every run; timings compare only within equal rows", [*fields, "runs", "run folder"], rows)
 
 
 def table_html(table: Table) -> str:

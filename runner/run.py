@@ -21,17 +21,17 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 from rich.console import Console
 
-from runner import build, checkpoint, identity
+from runner import build, checkpoint, identity, provenance
 from runner.convergence import fit_tail
-from runner.device import Runtime
+from runner.device import Runtime, parallel_jobs, set_threads
 from runner.loop import assess, train
 from runner.metrics import History, MetricsFile, write_json_atomic
-from runner.progress import Reporter, summary_table
+from runner.progress import Reporter, bar_title, for_output, job_line, records_after, summary_table
 from runner.tracker import NullTracker
 from runner.validate import ConfigError, validate
 
 log = logging.getLogger(__name__)
-console = Console()
+console = for_output(Console())  # in a log file, lines are not hard-wrapped
 
 
 def seed_everything(seed: int) -> None:
@@ -62,7 +62,8 @@ class Recorder:
         for record in self.file.kept:  # a resumed run: its summary covers the steps before the stop
             self.history.add(record)
         self.tracker, self.factor = tracker, cfg.metrics.diverge_factor
-        self.reporter = Reporter(console, total, name)
+        self.reporter = Reporter(console, total, bar_title(name, cfg.seed), primary,  # a sweep keeps one line per job
+                                 transient=HydraConfig.get().mode == RunMode.MULTIRUN)
 
     def clocks(self) -> tuple[float, float]:
         """(training time, wall time) of the last record kept from before a resume."""
@@ -86,25 +87,34 @@ def run(cfg: DictConfig) -> int:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     sweep_dir = Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
-    digest = identity.config_digest(cfg)
-    done = identity.prepare_folder(run_dir, sweep_dir, digest, cfg.rerun)
-    if done is not None:
-        console.print(f"skipped: this config already finished in {done} (rerun=true runs it again)", highlight=False)
-        return 0
-    state = None if cfg.rerun else checkpoint.load(run_dir, digest)
-    (run_dir / "summary.json").unlink(missing_ok=True)  # it describes an earlier attempt
     summary: dict[str, Any] = {"status": "failed", "error": None, "steps": 0, "wall_time_s": 0.0,
-                               "device": str(cfg.device), "run_dir": str(run_dir), "config_digest": digest}
-    tracker, rec, exit_code, stop = NullTracker(), None, 1, checkpoint.StopSignals()
+                               "device": str(cfg.device), "run_dir": str(run_dir), "config_digest": None}
+    tracker, rec, exit_code, stop, skipped = NullTracker(), None, 1, checkpoint.StopSignals(), False
     t0 = time.perf_counter()
-    try:
+    try:  # from the first line: whatever goes wrong leaves a summary, and a sweep goes on
+        digest = summary["config_digest"] = identity.config_digest(cfg)
+        done = identity.prepare_folder(run_dir, sweep_dir, digest, cfg.rerun)
+        if done is not None:
+            skipped = True
+            console.print(f"skipped: this config already finished in {done} (rerun=true runs it again)",
+                          highlight=False)
+            return 0
+        state = None if cfg.rerun else checkpoint.load(run_dir, digest)
+        (run_dir / "summary.json").unlink(missing_ok=True)  # it describes an earlier attempt
         validate(cfg, hc.runtime.choices)
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
         summary["device"] = str(rt.device)
+        summary["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))
+        summary["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, summary.get("threads"))
+        name, tags, group = describe(hc)  # the tracker's run exists before the task: a failed build shows in it
+        tracker = build.tracker(cfg, run_dir, name, tags, group, run_id=state and state["wandb_id"],
+                                provenance=summary["provenance"])
+        summary["wandb_id"] = tracker.id
         seed_everything(cfg.seed)
         task = build.task(cfg, rt)
         with open_dict(cfg):
             cfg.total_steps = task.total_steps
+        tracker.update_config(build.tracker_config(cfg))  # total_steps and the schedule reading it
         opts = build.optimizers(cfg, task)
         summary["optimizer_split"] = {role: o.split for role, o in opts.items()}
         for role, o in opts.items():
@@ -116,9 +126,6 @@ def run(cfg: DictConfig) -> int:
             checkpoint.restore(state, task, opts)
             start = summary["resumed_from"] = state["step"]
             console.print(f"resuming from the checkpoint at step {start}", highlight=False)
-        name, tags, group = describe(hc)
-        tracker = build.tracker(cfg, run_dir, name, tags, group, run_id=state and state["wandb_id"])
-        summary["wandb_id"] = tracker.id
         rec = Recorder(cfg, run_dir, cfg.metrics.primary or task.primary, task.total_steps, tracker, name,
                        resume_step=start if state else None)
         clocks = rec.clocks()
@@ -154,7 +161,8 @@ def run(cfg: DictConfig) -> int:
     finally:
         if rec is not None:
             rec.close()
-        finish(cfg, summary, rec.history if rec else None, tracker, exit_code, time.perf_counter() - t0)
+        if not skipped:  # a skipped job's folder keeps the finished run's summary
+            finish(cfg, summary, rec.history if rec else None, tracker, exit_code, time.perf_counter() - t0)
     if summary["status"] == "interrupted":
         stop.pass_on()  # under submitit on SIGUSR2: requeue this job (it resumes from the checkpoint)
         raise interrupt  # a Ctrl-C stops a sweep too, after this run's folder is complete
@@ -171,19 +179,25 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
             **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor),
             **summary.get("convergence", {})}  # a task's own fit (task.convergence) replaces the tail fit
     summary.update(wall_time_s=wall, final=history.final, best=history.best, convergence=conv,
-                   targets=history.reached)
+                   targets=history.reached, exit_code=exit_code,
+                   resumable=(Path(summary["run_dir"]) / checkpoint.CHECKPOINT).exists())  # its next start resumes
     write_json_atomic(Path(summary["run_dir"]) / "summary.json", summary)
     tracker.summarize({**{f"final/{k}": v for k, v in history.final.items()},
                        **{f"best/{k}": v for k, v in history.best.items()},
                        **{k: v for k, v in conv.items() if v is not None},
-                       "status": summary["status"], "steps": summary["steps"],
+                       **{k: summary[k] for k in ("status", "error", "exit_code", "resumable", "steps")},
                        "optimizer_split": summary.get("optimizer_split", {})})
-    tracker.finish(exit_code)
-    if history.final:
-        console.print(summary_table(summary, Path(summary["run_dir"])))
-    elif summary.get("problems"):
+    tracker.finish(exit_code, summary["status"])
+    run_dir = Path(summary["run_dir"])
+    after = records_after(run_dir / "metrics.jsonl", summary["steps"]) if history.last_step > summary["steps"] else 0
+    if summary.get("problems"):
         console.print("[red]invalid config[/] (nothing was run):\n" + "\n".join(f"  - {p}" for p in summary["problems"]),
                       highlight=False, soft_wrap=True)
+    elif HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep's table comes last
+        console.print(job_line(summary, after), highlight=False, soft_wrap=True)
+        return
+    elif history.final:
+        console.print(summary_table(summary, run_dir, after))
     else:
         console.print(f"[red]{summary['status']}[/] before the first logged step: {summary['error']}", highlight=False)
     console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)

@@ -6,6 +6,12 @@ workers, SLURM or submitit's local executor): it reads each job folder's `summar
 needs nothing back from the jobs themselves. The command exits non-zero iff a job of this sweep
 failed, was interrupted or left no summary; a diverged job is a result.
 
+While the jobs run it shows the sweep's progress: job k of N, how many completed, diverged and
+failed so far, and an ETA. Jobs in this process report through Hydra's job hooks, one line as
+each starts; jobs in other processes (joblib, SLURM) are watched from a thread that reads their
+folders every second and prints a line when the counts change. N comes from the sweeper
+(`expect`, the covering sweeper's batch; Optuna's `n_trials`); without it the line says so.
+
 Also here: the value a hyperparameter sweeper (Optuna) optimises, read from a job's summary.
 """
 
@@ -13,7 +19,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,31 +39,142 @@ KEY_METRICS = ("eval/acc", "eval/loss", "train/loss")  # shown beside the primar
 
 
 class SweepSummary(Callback):
-    def __init__(self, show: bool = True):
-        self.show, self.started = show, time.time()
+    def __init__(self, show: bool = True, every_s: float = 1.0):
+        self.show, self.every_s, self.started, self.t0 = show, every_s, time.time(), time.monotonic()
+        self.total: int | None = None  # jobs in the sweep, when the sweeper says
+        self.pid: int | None = None  # the launching process (jobs elsewhere run on pickled copies)
+        self.jobs, self.done = 0, Counter()  # jobs started and ended in this process, by status
+        self.watcher: tuple[threading.Thread, threading.Event] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # launchers pickle the callbacks into their workers
+        return {**self.__dict__, "watcher": None}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         global active
-        self.started = time.time() - 1.0  # file times are coarse on some file systems
+        if active is not None:  # an earlier multirun in this process that stopped before its end
+            active[0].stop_watching()
+        self.started, self.t0 = time.time() - 1.0, time.monotonic()  # file times are coarse on some file systems
+        self.total, self.pid, self.jobs, self.done = config.hydra.sweeper.get("n_trials"), os.getpid(), 0, Counter()
         active = (self, config)
+        if self.show and not str(config.hydra.launcher.get("_target_")).endswith(".BasicLauncher"):
+            stop = threading.Event()
+            thread = threading.Thread(target=self.watch, args=(Path(str(config.hydra.sweep.dir)), stop), daemon=True)
+            self.watcher = (thread, stop)
+            thread.start()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if os.getpid() != self.pid:  # a single run, or a job in a worker process (the watcher counts it)
+            return
+        self.jobs += 1
+        if self.show:
+            _console().print(progress_line(self.done, self.total, time.monotonic() - self.t0, job=self.jobs),
+                             highlight=False, soft_wrap=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if os.getpid() == self.pid:
+            self.done[job_status(Path(config.hydra.runtime.output_dir), self.started) or "no summary"] += 1
+
+    def watch(self, sweep_dir: Path, stop: threading.Event) -> None:
+        """Until the multirun ends: every `every_s`, count the job folders' statuses; print them when they change."""
+        cache: dict[Path, tuple[float, str]] = {}
+        shown = None
+        while not stop.wait(self.every_s) and not self.jobs:  # jobs in this process report themselves
+            done, running = scan(sweep_dir, self.started, cache)
+            if done and done != shown:
+                shown = done
+                _console().print(progress_line(done, self.total, time.monotonic() - self.t0, running=running),
+                                 highlight=False, soft_wrap=True)
+
+    def stop_watching(self) -> None:
+        if self.watcher is not None:
+            thread, stop = self.watcher
+            stop.set()
+            thread.join(timeout=5)
+            self.watcher = None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global exit_code
+        self.stop_watching()
         sweep_dir = Path(str(config.hydra.sweep.dir))
         rows = job_rows(sweep_dir, self.started)
         bad = [r for r in rows if r["this_sweep"] and r["status"] not in FINISHED]
         exit_code = 1 if bad else 0
         if self.show:
-            from rich.console import Console
-
-            console = Console()
-            if not console.is_terminal:  # logs (CI, SLURM) have no width limit: do not squeeze the table
-                console = Console(width=160)
+            console = _console()
             console.print(sweep_table(rows, sweep_dir))
             if bad:
                 console.print(f"[red]{len(bad)} of {len(rows)} jobs did not finish[/]: "
                               + ", ".join(f"{r['job']} ({r['status']})" for r in bad), highlight=False)
             console.print(f"sweep folder: {sweep_dir}", highlight=False, soft_wrap=True)
+
+
+def expect(jobs: int) -> None:
+    """The sweeper's count of the jobs it will launch, for the progress lines."""
+    if active is not None:
+        active[0].total = jobs
+
+
+def _console():
+    from rich.console import Console  # here: `runner --help` does not import rich
+
+    from runner.progress import for_output
+
+    return for_output(Console())
+
+
+def job_status(job: Path, since: float, cache: dict[Path, tuple[float, str]] | None = None) -> str | None:
+    """The status of a job folder's run of this sweep (started after `since`); None while it runs."""
+    try:
+        if (job / SKIPPED).stat().st_mtime >= since:
+            return "skipped"
+    except OSError:
+        pass
+    path = job / "summary.json"
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return None
+    if mtime < since:  # an earlier attempt's, about to be replaced
+        return None
+    cache = {} if cache is None else cache
+    if cache.get(path, (None,))[0] != mtime:  # read each summary once
+        cache[path] = (mtime, json.loads(path.read_text()).get("status", "no summary"))
+    return cache[path][1]
+
+
+def scan(sweep_dir: Path, since: float, cache: dict[Path, tuple[float, str]]) -> tuple[Counter, int]:
+    """(statuses of the jobs of this sweep that ended, jobs running) from the job folders at the
+    top of `sweep_dir` (Hydra's subdir, the job number by default): a few file stats per job."""
+    done, running = Counter(), 0
+    for job in sweep_dir.iterdir() if sweep_dir.is_dir() else ():
+        try:
+            if (job / ".hydra" / "overrides.yaml").stat().st_mtime < since:
+                continue  # a job of an earlier sweep into this folder
+        except OSError:
+            continue  # not a job folder
+        status = job_status(job, since, cache)
+        if status is None:
+            running += 1
+        else:
+            done[status] += 1
+    return done, running
+
+
+def progress_line(done: Counter, total: int | None, elapsed: float, running: int | None = None,
+                  job: int | None = None) -> str:
+    """`sweep job 3/12: ...` as job 3 starts, or `sweep 5/12 done: ...` (jobs elsewhere): how many
+    completed, diverged and failed (other endings when there are some), time so far and ETA."""
+    from runner.progress import clock
+
+    n = sum(done.values())
+    of = f"/{total}" if total else " (of an unknown number)"
+    head = f"sweep job {job}{of}" if job is not None else f"sweep {n}{of} done"
+    counts = [f"{done[s]} {s}" for s in ("completed", "diverged", "failed")]
+    counts += [f"{c} {s}" for s, c in done.items() if s not in ("completed", "diverged", "failed")]
+    parts = [f"{head}: " + ", ".join(counts)] + ([f"{running} running"] if running else []) + [clock(elapsed)]
+    if total and n:
+        parts.append(f"ETA {clock(max(total - n, 0) * elapsed / n)}")
+    return " · ".join(parts)
 
 
 def job_rows(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:

@@ -52,6 +52,9 @@ def _top_level(cfg: DictConfig) -> Iterable[str]:
         yield f"device={dev}: no CUDA device is visible; use device=auto or device=cpu"
     elif dev.startswith("cuda:") and int(dev[5:]) >= torch.cuda.device_count():
         yield f"device={dev}: only {torch.cuda.device_count()} CUDA device(s) visible (cuda:0..)"
+    threads = cfg.threads
+    if threads != "auto" and not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        yield f"threads={threads!r}: allowed: auto, or an integer >= 1 (CPU threads per run)"
     if cfg.precision not in PRECISIONS:
         yield f"precision={cfg.precision!r}: allowed: {', '.join(PRECISIONS)}"
     if not isinstance(cfg.compile, bool):

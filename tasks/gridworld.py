@@ -41,6 +41,25 @@ from runner.optim import OptimizerSet
 METHODS, INITS, STARTS, BASELINES = ("pg", "npg", "reinforce"), ("uniform", "random", "bad"), ("env", "uniform"), ("none", "mean")
 
 
+def cell_kinds(env: gymnasium.Env) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(wall, goal, end) masks over the states, for the picture: walls are cells that no move
+    enters and no episode starts in (CliffWalking's cliff too: stepping on it sends back to the
+    start), their V^pi means nothing; among the cells whose entry ends the episode, those entered
+    with the highest reward are goals, the others (FrozenLake's holes) only end it."""
+    S = env.observation_space.n
+    entered, entry = np.zeros(S, dtype=bool), np.full(S, -np.inf)
+    for s in range(S):
+        for outcomes in env.P[s].values():
+            for p, nxt, reward, done in outcomes:
+                if p > 0 and nxt != s:
+                    entered[nxt] = True
+                    if done:
+                        entry[nxt] = max(entry[nxt], reward)
+    ends = np.isfinite(entry)
+    goal = ends & (entry == entry[ends].max()) if ends.any() else ends
+    return ~entered & (np.asarray(env.initial_state_distrib) == 0), goal, ends & ~goal
+
+
 @dataclass
 class MDP:
     P: Tensor  # S x A x S transition probabilities, sub-stochastic where episodes end
@@ -299,14 +318,21 @@ class PolicyOptimization:
         moves = torch.einsum("sat,tk->sak", m.P, pos) - m.P.sum(2, keepdim=True) * pos[:, None]
         direction = moves.sum(0) / moves.norm(dim=2, keepdim=True).sum(0).clamp_min(1e-12)
         arrows = (ev.pi @ direction).cpu().numpy()  # expected (drow, dcol) per state
-        terminal = (m.P.sum(2).amax(1) == 0).cpu().numpy()
+        wall, goal, end = cell_kinds(self.env)
         fig, ax = plt.subplots(figsize=(1 + 0.8 * cols, 0.8 * rows + 0.8))
-        im = ax.imshow(ev.V_plain.reshape(rows, cols).cpu().numpy(), cmap="viridis")
+        values = np.ma.masked_array(ev.V_plain.reshape(rows, cols).cpu().numpy(), wall.reshape(rows, cols))
+        cmap = plt.get_cmap("viridis").with_extremes(bad="0.25")  # walls: dark grey, outside the colour scale
+        im = ax.imshow(values, cmap=cmap)
         fig.colorbar(im, ax=ax, label=r"$V^\pi(s)$")
-        rr, cc = np.divmod(np.arange(len(terminal)), cols)
-        live = ~terminal
+        rr, cc = np.divmod(np.arange(len(wall)), cols)
+        live = ~(wall | goal | end)
         ax.quiver(cc[live], rr[live], arrows[live, 1], -arrows[live, 0], color="white", scale=1.6, scale_units="xy")
-        ax.scatter(cc[terminal], rr[terminal], marker="s", s=120, facecolors="none", edgecolors="red", label="terminal")
+        if end.any():
+            ax.scatter(cc[end], rr[end], marker="s", s=120, facecolors="none", edgecolors="red", label="ends the episode")
+        ax.scatter(cc[goal], rr[goal], marker="*", s=220, color="gold", edgecolors="black", label="goal")
+        if wall.any():
+            ax.scatter([], [], marker="s", s=120, color="0.25", label="never entered")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7, frameon=False)
         subopt = float(m.rho @ (self.v_star - ev.V))
         ax.set_title(f"{self.env_name} {self.method} tau={self.tau:g}\nsubopt {subopt:.2e}", fontsize=9)
         ax.set_xticks(range(cols)), ax.set_yticks(range(rows))

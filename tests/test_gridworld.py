@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from runner.validate import ConfigError, validate
-from tasks.gridworld import MDP, evaluate_policy, make_env, optimal_values, state_values, tabular_model
+from tasks.gridworld import MDP, cell_kinds, evaluate_policy, make_env, optimal_values, state_values, tabular_model
 from tests.helpers import ROOT, build_all, compose_cfg
 
 CPU = torch.device("cpu")
@@ -273,3 +273,13 @@ def test_command_line_run_writes_summary_and_policy_figure(tmp_path):
     assert Path(summary["figures"]["rl/policy"]).resolve() == png.resolve()
     assert summary["convergence"]["conv/metric"] == "rl/subopt"
     assert summary["final"]["rl/subopt"] >= 0
+
+
+@pytest.mark.parametrize(("env", "kwargs", "walls", "goals", "ends"), [
+    ("FrozenLake-v1", {}, [], [15], [5, 7, 11, 12]),  # holes end the episode, the goal pays 1
+    ("runner/GridWorld-v0", {"rows": 3, "cols": 4, "walls": [[1, 1], [0, 2]]}, [2, 5], [11], []),
+    ("CliffWalking-v1", {}, list(range(37, 47)), [47], []),  # the cliff is never entered: it sends back to the start
+])
+def test_policy_picture_tells_walls_goals_and_other_ends_apart(env, kwargs, walls, goals, ends):
+    wall, goal, end = cell_kinds(make_env(env, kwargs))
+    assert (np.flatnonzero(wall).tolist(), np.flatnonzero(goal).tolist(), np.flatnonzero(end).tolist()) == (walls, goals, ends)

@@ -79,3 +79,84 @@ def test_cuda_run_uses_bf16_channels_last_and_device_data(model):
     conv = next(m for m in task.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert all(math.isfinite(v) for r in records for v in r.values())
+
+
+# CPU threads: the `threads=auto` rule as a pure function, the key's validation, one real run.
+@pytest.mark.parametrize("cpus, jobs, device, env, threads, source", [
+    (2, 1, "cpu", {}, 1, "auto: 2 cpus / 1 job"),       # one CPU left to the rest of the machine
+    (1, 1, "cpu", {}, 1, "auto: 1 cpu / 1 job"),
+    (2, 2, "cpu", {}, 1, "auto: 2 cpus / 2 jobs"),      # joblib n_jobs=2: a share each, not all cores
+    (16, 1, "cpu", {}, 15, "auto: 16 cpus / 1 job"),
+    (16, 3, "cpu", {}, 5, "auto: 16 cpus / 3 jobs"),
+    (16, 32, "cpu", {}, 1, "auto: 16 cpus / 32 jobs"),  # never below one
+    (32, 1, "cuda", {}, 4, "auto: 32 cpus / 1 job, cuda host cap"),
+    (32, 8, "cuda", {}, 3, "auto: 32 cpus / 8 jobs"),
+    (2, 1, "cpu", {"OMP_NUM_THREADS": "2"}, 2, "OMP_NUM_THREADS"),  # the user's word wins
+    (16, 2, "cpu", {"OMP_NUM_THREADS": "8"}, 8, "OMP_NUM_THREADS"),  # ... and joblib's in its workers
+    (8, 1, "cpu", {"OMP_NUM_THREADS": "4,2"}, 4, "OMP_NUM_THREADS"),  # nested OpenMP: the outer level
+    (8, 1, "cpu", {"OMP_NUM_THREADS": ""}, 7, "auto: 8 cpus / 1 job"),
+    (8, 1, "cpu", {"OMP_NUM_THREADS": "0"}, 7, "auto: 8 cpus / 1 job"),
+])
+def test_auto_threads_rule(cpus, jobs, device, env, threads, source):
+    from runner.device import auto_threads
+
+    assert auto_threads(cpus, jobs, device, env) == (threads, source)
+
+
+@pytest.mark.parametrize("mode, launcher, jobs", [
+    ("RUN", {}, 1), ("MULTIRUN", {}, 1),                       # one run; the basic launcher runs jobs in turn
+    ("MULTIRUN", {"n_jobs": 2}, 2), ("MULTIRUN", {"n_jobs": -1}, 8), ("MULTIRUN", {"n_jobs": -2}, 7),
+])
+def test_parallel_jobs_of_a_sweep(mode, launcher, jobs):
+    from types import SimpleNamespace
+
+    from hydra.types import RunMode
+
+    from runner.device import parallel_jobs
+
+    assert parallel_jobs(SimpleNamespace(mode=RunMode[mode], launcher=launcher), cpus=8) == jobs
+
+
+def test_usable_cpus_follow_affinity_and_slurm():
+    import os
+
+    from runner.device import usable_cpus
+
+    mine = len(os.sched_getaffinity(0))
+    assert usable_cpus({}) == mine and usable_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
+    assert usable_cpus({"SLURM_CPUS_PER_TASK": str(mine + 8)}) == mine
+
+
+def test_threads_can_be_set_again_in_one_process():
+    """A sweep with the basic launcher runs every job in one process: each sets its own count."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from runner.device import set_threads
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None, user_api="blas"):  # restores the BLAS pools on exit
+        try:
+            assert set_threads(1, "cpu", 1) == {"intra_op": 1, "interop": torch.get_num_interop_threads(),
+                                                "source": "config"}
+            assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+            assert set_threads(2, "cpu", 1)["intra_op"] == 2
+        finally:
+            torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "true"])
+def test_bad_thread_counts_are_named(value):
+    from runner.validate import ConfigError, validate
+
+    cfg = compose_cfg(f"threads={value}")
+    with pytest.raises(ConfigError, match=r"threads=.*: allowed: auto, or an integer >= 1"):
+        validate(cfg, dict(cfg.hydra.runtime.choices))
+
+
+def test_a_run_records_its_thread_count(tmp_path):
+    from tests.test_cli import runner, summary
+
+    proc = runner("threads=1", "logger=none", "task.epochs=1", f"hydra.run.dir={tmp_path}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert summary(tmp_path)["threads"]["intra_op"] == 1
+    assert summary(tmp_path)["threads"]["source"] == "config"

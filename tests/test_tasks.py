@@ -7,21 +7,11 @@ from __future__ import annotations
 import math
 
 import pytest
-from hydra.utils import get_method
 
 from runner.convergence import fit_tail
 from runner.loop import assess, train
 from runner.metrics import History
-from tests.helpers import TASKS, build_all, compose_cfg
-
-
-def data_dir_for(task: str, request: pytest.FixtureRequest) -> list[str]:
-    """Tasks with a torchvision dataset read the fake files of the fixture named after it."""
-    cfg = compose_cfg(f"task={task}")
-    if "dataset" not in cfg.task or get_method(cfg.task.dataset._target_).__name__ == "digits":
-        return []
-    fake = request.getfixturevalue(f"fake_{get_method(cfg.task.dataset._target_).__name__}")
-    return [f"data_dir={fake.root}"]
+from tests.helpers import TASKS, build_all, compose_cfg, data_dir_for
 
 
 @pytest.mark.parametrize("optim", ["sgd", "adam", "muon"])

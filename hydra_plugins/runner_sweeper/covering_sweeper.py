@@ -7,7 +7,8 @@ runner's cost per job in a sweep of short runs. Here the check composes only the
 try every config-group choice (`optim=adam`, `+optim@optim_discriminator=sgd`) and every other
 key once: in an untyped config a plain value (`seed=7`, `optim.lr=0.1`) can only fail through
 its key, while a group choice can name a missing file. The runner's own validation then checks
-each job's values before it does any work.
+each job's values before it does any work. It also tells the sweep's progress lines how many
+jobs there are (runner/sweep.py).
 """
 
 from __future__ import annotations
@@ -16,8 +17,14 @@ from collections.abc import Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+from runner import sweep
+
 
 class CoveringSweeper(BasicSweeper):
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        sweep.expect(sum(len(batch) for batch in self.overrides))  # every batch is known before the first
+        return super().get_job_batch()
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         repository = self.hydra_context.config_loader.repository
         super().validate_batch_is_legal(covering(batch, lambda group: repository.group_exists(group)))
