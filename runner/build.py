@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from runner.device import Runtime
+from runner.identity import resolved_config
 from runner.optim import OptimizerSet
 from runner.task import Task
 
@@ -46,23 +47,12 @@ def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
     return sets
 
 
-def tracker_config(cfg: DictConfig) -> dict:
-    """The resolved config as the tracker records it. Before the task is built `total_steps` is
-    not known: it and the values read from it (a schedule's length) are null until
-    `tracker.update_config(tracker_config(cfg))` once it is."""
-    if OmegaConf.is_missing(cfg, "total_steps"):
-        cfg = cfg.copy()
-        with open_dict(cfg):
-            cfg.total_steps = None
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None,
             run_id: str | None = None, provenance: dict | None = None):
     """`run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint);
     `provenance` goes into the tracker's config under that key (runner.provenance)."""
     factory = instantiate(cfg.logger)
-    config = {**tracker_config(cfg), **({"provenance": provenance} if provenance else {})}
+    config = {**resolved_config(cfg), **({"provenance": provenance} if provenance else {})}
     user_group = cfg.logger.get("group")
     return factory(run_dir=run_dir, config=config, name=name,
                    tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group, run_id=run_id)

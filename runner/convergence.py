@@ -1,7 +1,7 @@
-"""The convergence fit of CONVENTIONS.md: on the tail of the primary metric g(t), fit
-`log g = a + b t` (linear convergence, rate = exp(b) per step) and `log g = a + p log t`
-(sublinear, g ~ t^p), report both with their R^2, name the better one, and record the first
-step at which g fell below each threshold.
+"""The convergence fit (README, "The run folder", **Convergence fit**): on the tail of the
+primary metric g(t), fit `log g = a + b t` (linear convergence, rate = exp(b) per step) and
+`log g = a + p log t` (sublinear, g ~ t^p), report both with their R^2, name the better one, and
+record the first step at which g fell below each threshold.
 """
 
 from __future__ import annotations

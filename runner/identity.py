@@ -32,13 +32,19 @@ KEEP_IN_PLACE = (".hydra", "runner.log", SKIPPED)  # they belong to the folder's
 
 def config_digest(cfg: DictConfig) -> str:
     """Taken before the task is built, so before `total_steps` (which the task's budget decides)
-    is known: a schedule's `${total_steps}` resolves to null here, like the key itself it is
-    derived from the rest of the config."""
-    cfg = cfg.copy()
-    with open_dict(cfg):
-        cfg.total_steps = None
-    resolved = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in NOT_IDENTITY}
+    is known: like the key itself, what reads it (a schedule's length) is derived from the rest."""
+    resolved = {k: v for k, v in resolved_config(cfg).items() if k not in NOT_IDENTITY}
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain values. Until the task is built `total_steps` is unknown: it and the
+    values read from it (a schedule's length) are null then."""
+    if OmegaConf.is_missing(cfg, "total_steps"):
+        cfg = cfg.copy()
+        with open_dict(cfg):
+            cfg.total_steps = None
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _summary(folder: Path) -> dict[str, Any]:

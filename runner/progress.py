@@ -3,7 +3,7 @@ per second on a terminal; plain periodic lines otherwise (CI, SLURM logs); at th
 table with the run folder's path, or in a sweep one line per job (the sweep's table comes last).
 
 The bar is laid out for the width it gets: the count, speed, elapsed time and ETA keep their
-place; the live metrics give way first, then the bar, then the title.
+place; the live metrics give way first, then the title, then the bar.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def fit(width: int, name: str, fixed: str, live: str) -> tuple[int, int, str]:
     want = {"title": len(name), "live": len(live) + 1 if live else 0, "bar": BAR[1] - BAR[0]}
     got = dict.fromkeys(want, 0)
     for part, cap in (("title", TITLE), ("live", None), ("title", None), ("bar", None)):
-        take = max(min(want[part] if cap is None else min(cap, want[part]), got[part] + room) - got[part], 0)
+        limit = want[part] if cap is None else min(cap, want[part])
+        take = max(min(limit - got[part], room), 0)
         got[part], room = got[part] + take, room - take
     if got["live"] < want["live"]:  # a metric cut in the middle says nothing: keep whole ones
         entries = live.split(SEP)

@@ -114,7 +114,7 @@ def run(cfg: DictConfig) -> int:
         task = build.task(cfg, rt)
         with open_dict(cfg):
             cfg.total_steps = task.total_steps
-        tracker.update_config(build.tracker_config(cfg))  # total_steps and the schedule reading it
+        tracker.update_config(identity.resolved_config(cfg))  # total_steps and the schedule reading it
         opts = build.optimizers(cfg, task)
         summary["optimizer_split"] = {role: o.split for role, o in opts.items()}
         for role, o in opts.items():

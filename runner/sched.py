@@ -8,6 +8,7 @@ Every schedule is relative to each optimizer's own lr, so Muon and its AdamW sid
 from __future__ import annotations
 
 from torch.optim import Optimizer
+from runner.validate import ConfigError
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
 
 
@@ -30,6 +31,10 @@ def onecycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.25, di
              final_div_factor: float = 1e4, anneal_strategy: str = "cos") -> LRScheduler:
     """Smith's one-cycle policy peaking at each group's configured lr. Momentum is left alone
     (`cycle_momentum=False`) so it works with every optimizer, not only those with momentum."""
+    if not (pct_start * total_steps > 1 and pct_start < 1):  # torch divides by zero on an empty phase
+        raise ConfigError([f"sched.pct_start={pct_start:g}: a one-cycle run of {total_steps} steps needs "
+                           f"pct_start x steps > 1 and pct_start < 1 (a warm-up phase of more than a step, "
+                           f"then a decay); use more steps or a pct_start in ({1 / total_steps:.3g}, 1)"])
     peak = [g["lr"] for g in optimizer.param_groups]
     return OneCycleLR(optimizer, max_lr=peak, total_steps=total_steps, pct_start=pct_start,
                       div_factor=div_factor, final_div_factor=final_div_factor,

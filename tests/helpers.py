@@ -33,10 +33,10 @@ def data_dir_for(task: str, request) -> list[str]:
 def tiny_budget(task_cfg: DictConfig) -> list[str]:
     """Overrides that make a run of this task a few steps long (read from the keys its config has)."""
     if "train_steps" in task_cfg:  # a sampling task: `steps` is its grid of sampler step counts
-        return ["task.train_steps=4", "task.steps=[2,4]", "task.samples=200", "task.ot_samples=100"]
+        return ["task.train_steps=6", "task.steps=[2,4]", "task.samples=200", "task.ot_samples=100"]
     if "epochs" in task_cfg:
-        return ["task.steps=4", "task.epochs=null", "task.batch_size=8"]
-    return ["task.steps=4"]
+        return ["task.steps=6", "task.epochs=null", "task.batch_size=8"]
+    return ["task.steps=6"]  # 6: one-cycle's two phases need a step each
 
 
 def run_main(capsys, *args: str) -> tuple[int, str]:
