@@ -1,6 +1,7 @@
 """Every `runner` command in README.md's code blocks, through the real entry point in this
-process, as written but for its budget: the task's training budget is cut to a few steps (MNIST
-and CIFAR read small files in torchvision's formats, as there is no download here). Commands run
+process, as written but for its budget: the task's training budget is cut to a few steps, a sweep
+runs without wandb and a preset's sweep with one seed (MNIST and CIFAR read small files in
+torchvision's formats, as there is no download here). Commands run
 in a temporary working folder, so their relative run folders (`outputs/...`) land there.
 
 Left out, each for a reason of its own: `logger.mode=online` needs an account and the network;
@@ -18,12 +19,12 @@ import pytest
 from tests.helpers import ROOT, compose_cfg, data_dir_for, run_main, tiny_budget
 
 NOT_HERE = ("logger.mode=online", "hydra/launcher=slurm")
-BUDGET = ("task.steps", "task.epochs", "task.train_steps", "hydra.sweeper.n_trials")
+BUDGET = ("task.steps", "task.epochs", "task.train_steps", "hydra.sweeper.n_trials", "logger")
 
 
 def readme_commands() -> list[str]:
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    lines = [re.split(r"\s+#\s", line)[0].strip() for block in blocks for line in block.splitlines()]
     return [line for line in lines if line.startswith("runner ") or line == "runner"]
 
 
@@ -32,12 +33,15 @@ def as_run_here(command: str, request: pytest.FixtureRequest) -> list[str]:
     args = shlex.split(command.split(" | ")[0])[1:]
     if any(a.startswith("--") for a in args):  # --help, --cfg: nothing is run
         return args
-    composed = compose_cfg(*[a for a in args if a != "-m"])
+    composed = compose_cfg(*[a for a in args if a.startswith(("task=", "experiment=", "hydra/sweeper="))])
     task = composed.hydra.runtime.choices.task
-    short = {o.split("=", 1)[0]: o for o in [*tiny_budget(composed.task), "log_every=2", "eval_every=2",
-                                              "hydra.sweeper.n_trials=2"]}
-    if "n_trials" not in composed.hydra.sweeper:
-        short.pop("hydra.sweeper.n_trials")
+    short = {o.split("=", 1)[0]: o for o in [*tiny_budget(composed.task), "log_every=2", "eval_every=100"]}
+    if "n_trials" in composed.hydra.sweeper:
+        short["hydra.sweeper.n_trials"] = "hydra.sweeper.n_trials=2"
+    if "-m" in args:  # a sweep: one seed of those in a preset, and no wandb run per job (tested elsewhere)
+        short["logger"] = "logger=none"
+        if "seed" in (composed.hydra.sweeper.get("params") or {}):
+            short["hydra.sweeper.params.seed"] = "hydra.sweeper.params.seed=0"
     own = {a.split("=", 1)[0] for a in args}
     short = {k: o for k, o in short.items() if k in BUDGET or k not in own}  # its own values but the budget
     kept = [a for a in args if a.split("=", 1)[0] not in short]

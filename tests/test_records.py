@@ -110,30 +110,31 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def test_git_commit_and_dirty_flag_in_a_temporary_repository(tmp_path):
+    git_state = provenance.git_state.__wrapped__  # uncached: the repository changes under the test
     repo = tmp_path / "repo"
     (repo / "pkg").mkdir(parents=True)
     (repo / "pkg" / "__init__.py").write_text("x = 1\n")
     _git(repo, "init", "-q")
     _git(repo, "add", ".")
     _git(repo, "commit", "-q", "-m", "one")
-    state = provenance.git_state(repo / "pkg")
+    state = git_state(repo / "pkg")
     assert state == {"root": str(repo.resolve()), "commit": _git(repo, "rev-parse", "HEAD"), "dirty": False,
                      "changed_files": 0}
     (repo / "pkg" / "__init__.py").write_text("x = 2\n")  # a tracked file modified
-    assert provenance.git_state(repo / "pkg")["dirty"] is True
+    assert git_state(repo / "pkg")["dirty"] is True
     _git(repo, "commit", "-q", "-am", "two")
     (repo / "new.py").write_text("")  # an untracked file counts: it may be a new task or config
-    assert provenance.git_state(repo)["dirty"] is True
+    assert git_state(repo)["dirty"] is True
 
     # A package installed inside a checkout without being tracked (a virtual environment in
     # the repository) is not that checkout's code; a folder outside any repository says so.
     venv_pkg = repo / ".venv" / "site-packages" / "runner"
     venv_pkg.mkdir(parents=True)
     (venv_pkg / "__init__.py").write_text("")
-    assert "not tracked" in provenance.git_state(venv_pkg)["note"]
+    assert "not tracked" in git_state(venv_pkg)["note"]
     plain = tmp_path / "plain"
     plain.mkdir()
-    assert "not in a git checkout" in provenance.git_state(plain)["note"]
+    assert "not in a git checkout" in git_state(plain)["note"]
     assert "git" in provenance.record([], 0, torch.device("cpu"), cwd=plain)  # and the record is still made
 
 
