@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
-import torch
 
 if TYPE_CHECKING:
     from tasks.gan import GameGDA

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from runner.metrics import read_records
 from tests.helpers import ROOT, TASKS, signal_mid_run
 

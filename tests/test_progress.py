@@ -155,6 +155,6 @@ def test_a_sweep_in_this_process_shows_job_k_of_n_and_one_line_per_job(tmp_path,
     assert code == 0, out
     assert "sweep job 1/2: 0 completed, 0 diverged, 0 failed" in out
     assert "sweep job 2/2: 1 completed, 0 diverged, 0 failed" in out and "ETA" in out
-    assert f"completed  gan/dist_to_eq " in out and f"30 steps in " in out and f"  {tmp_path / '0'}\n" in out
+    assert "completed  gan/dist_to_eq " in out and "30 steps in " in out and f"  {tmp_path / '0'}\n" in out
     assert "diverged  " in out and f"{tmp_path / '1'}\n" in out
     assert out.count("┏") == 1 and "run folder:" not in out  # the sweep's table only; no table per job

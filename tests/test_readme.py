@@ -1,12 +1,13 @@
 """Every `runner` command in README.md's code blocks, through the real entry point in this
-process, as written but for its budget: the task's training budget is cut to a few steps, a sweep
-runs without wandb and a preset's sweep with one seed (MNIST and CIFAR read small files in
+process, as written but for its budget: the task's training budget is cut to a few steps and a
+sweep runs without wandb (MNIST and CIFAR read small files in
 torchvision's formats, as there is no download here). Commands run
 in a temporary working folder, so their relative run folders (`outputs/...`) land there.
 
 Left out, each for a reason of its own: `logger.mode=online` needs an account and the network;
 the SLURM line needs real CIFAR files in the job's own process (a test's fake files cannot match
-torchvision's checksums there; the SLURM launcher runs in tests/test_options.py).
+torchvision's checksums there); the presets (`experiment=NAME`) run in tests/test_options.py, as
+does the SLURM launcher.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from tests.helpers import ROOT, compose_cfg, data_dir_for, run_main, tiny_budget
 
-NOT_HERE = ("logger.mode=online", "hydra/launcher=slurm")
+NOT_HERE = ("logger.mode=online", "hydra/launcher=slurm", "experiment=")
 BUDGET = ("task.steps", "task.epochs", "task.train_steps", "hydra.sweeper.n_trials", "logger")
 
 
@@ -33,15 +34,13 @@ def as_run_here(command: str, request: pytest.FixtureRequest) -> list[str]:
     args = shlex.split(command.split(" | ")[0])[1:]
     if any(a.startswith("--") for a in args):  # --help, --cfg: nothing is run
         return args
-    composed = compose_cfg(*[a for a in args if a.startswith(("task=", "experiment=", "hydra/sweeper="))])
+    composed = compose_cfg(*[a for a in args if a.startswith(("task=", "hydra/sweeper="))])
     task = composed.hydra.runtime.choices.task
     short = {o.split("=", 1)[0]: o for o in [*tiny_budget(composed.task), "log_every=2", "eval_every=100"]}
     if "n_trials" in composed.hydra.sweeper:
         short["hydra.sweeper.n_trials"] = "hydra.sweeper.n_trials=2"
-    if "-m" in args:  # a sweep: one seed of those in a preset, and no wandb run per job (tested elsewhere)
+    if "-m" in args:  # a sweep: no wandb run per job (tests/test_sweep.py has those)
         short["logger"] = "logger=none"
-        if "seed" in (composed.hydra.sweeper.get("params") or {}):
-            short["hydra.sweeper.params.seed"] = "hydra.sweeper.params.seed=0"
     own = {a.split("=", 1)[0] for a in args}
     short = {k: o for k, o in short.items() if k in BUDGET or k not in own}  # its own values but the budget
     kept = [a for a in args if a.split("=", 1)[0] not in short]

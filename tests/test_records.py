@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,18 +30,6 @@ class BrokenClassifier(Classifier):
 
     def __init__(self, *args, **kwargs):
         raise FileNotFoundError("no data in /nonexistent/MNIST/raw")
-
-
-class SlowClassifier(Classifier):
-    """Digits with a pause per step, so a signal sent from outside lands mid-run."""
-
-    def __init__(self, *args, pause_s: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pause_s = pause_s
-
-    def train_step(self, opt, measure):
-        time.sleep(self.pause_s)
-        return super().train_step(opt, measure)
 
 
 def runner(*args: str) -> subprocess.CompletedProcess:
@@ -187,7 +174,7 @@ def test_a_task_that_fails_to_build_still_has_a_failed_wandb_run_saying_why(tmp_
 
 
 def test_an_interrupted_run_is_preempted_not_failed_and_its_resumed_part_continues_its_history(tmp_path):
-    args = [f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null",
+    args = ["task._target_=tests.faulty.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null",
             "task.steps=120", "task.batch_size=32", "model.hidden=[32]", f"hydra.run.dir={tmp_path}"]
     code, out = signal_mid_run(args, tmp_path, signal.SIGTERM, ENV)
     assert code == 128 + signal.SIGTERM, out

@@ -25,7 +25,6 @@ from runner.device import auto_device, pick_device
 from runner.loop import train
 from runner.metrics import read_records, write_json_atomic
 from runner.run import seed_everything
-from tasks.classifier import Classifier
 from tests.helpers import ROOT, build_all, compose_cfg, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
@@ -139,20 +138,8 @@ def test_resumed_run_reproduces_the_uninterrupted_run_exactly(tmp_path, override
     assert first + rest == straight
 
 
-class SlowClassifier(Classifier):
-    """Digits with a fixed pause per step, so a signal sent from outside lands mid-run on any machine."""
-
-    def __init__(self, *args, pause_s: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pause_s = pause_s
-
-    def train_step(self, opt, measure):
-        time.sleep(self.pause_s)
-        return super().train_step(opt, measure)
-
-
 def test_ctrl_c_stops_a_sweep_and_still_shows_its_table(tmp_path):
-    args = ["-m", f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null",
+    args = ["-m", "task._target_=tests.faulty.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null",
             "task.steps=100000", "task.batch_size=32", "model.hidden=[64]", "seed=0,1", "logger=none",
             f"hydra.sweep.dir={tmp_path}"]
     code, out = signal_mid_run(args, tmp_path / "0", signal.SIGINT, ENV)
@@ -162,7 +149,7 @@ def test_ctrl_c_stops_a_sweep_and_still_shows_its_table(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_the_next_start_resumes_it_in_the_same_wandb_run(tmp_path, capsys):
-    args = (f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null", "task.steps=300",
+    args = ("task._target_=tests.faulty.SlowClassifier", "+task.pause_s=0.002", "task.epochs=null", "task.steps=300",
             "task.batch_size=32", "model.hidden=[64]", "checkpoint_every=50")
     run_dir = tmp_path / "run"
     code, out = signal_mid_run([*args, f"hydra.run.dir={run_dir}"], run_dir, signal.SIGTERM, ENV)
@@ -280,7 +267,7 @@ def test_submitit_jobs_requeued_on_sigusr2_resume_from_their_checkpoint(tmp_path
     """The SLURM preset's code path on submitit's local executor: each job runs in its own process
     under submitit's signal handling; SIGUSR2 (SLURM's preemption warning) makes it checkpoint,
     submitit requeues it, and the restarted job resumes in its folder."""
-    args = ("-m", "hydra/launcher=submitit_local", f"task._target_={__name__}.SlowClassifier", "+task.pause_s=0.01",
+    args = ("-m", "hydra/launcher=submitit_local", "task._target_=tests.faulty.SlowClassifier", "+task.pause_s=0.01",
             "task.epochs=null", "task.steps=300", "task.batch_size=32", "model.hidden=[64]", "seed=0,1",
             "logger=none", f"hydra.sweep.dir={tmp_path}")
     proc = subprocess.Popen([sys.executable, "-m", "runner", *args], cwd=ROOT, env=ENV, text=True,
