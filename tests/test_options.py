@@ -114,10 +114,10 @@ def test_every_experiment_runs_as_a_sweep(experiment, tmp_path, capsys):
     """One job per preset: the first value of each key it sweeps (the values themselves are task
     and group options, run above)."""
     cfg = compose_cfg(f"experiment={experiment}")
-    first = [f"hydra.sweeper.params.{key}={str(values).split(',')[0]}"
-             for key, values in (cfg.hydra.sweeper.params or {}).items()]
-    code, out = run_main(capsys, "-m", f"experiment={experiment}", *tiny_budget(cfg.task), "log_every=2",
-                         "eval_every=100", *first, f"hydra.sweep.dir={tmp_path}")  # one evaluation, at the end
+    first = [f"{key}={str(values).split(',')[0]}" for key, values in (cfg.hydra.sweeper.params or {}).items()]
+    code, out = run_main(capsys, "-m", f"experiment={experiment}", "hydra.sweeper.params=null", *first,
+                         *tiny_budget(cfg.task), "log_every=2", "eval_every=100",  # one evaluation, at the end
+                         f"hydra.sweep.dir={tmp_path}")
     jobs = sorted(p.parent.parent for p in tmp_path.glob("*/.hydra/overrides.yaml"))
     assert code == 0 and len(jobs) == 1, out
     assert summary(jobs[0])["status"] in FINISHED, out
