@@ -23,6 +23,7 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # serve the small CPU-side pieces (figures, fits). Not measured: no GPU where this was written.
 CUDA_HOST_THREADS = 4
 _threads_source = "torch default"
+_blas_threads: int | None = None  # what this process last set numpy/scipy's BLAS pools to
 
 
 def usable_cpus(env: Mapping[str, str] = os.environ) -> int:
@@ -67,10 +68,13 @@ def set_threads(threads: str | int, device_type: str, jobs: int) -> dict[str, An
         n, _threads_source = auto_threads(usable_cpus(), jobs, device_type, os.environ)
     else:
         n, _threads_source = int(threads), "config"
+    global _blas_threads
     torch.set_num_threads(n)
-    from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+    if n != _blas_threads:  # threadpoolctl scans the loaded libraries: 5-40 ms, a lot for a sweep's tiny jobs
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(n, user_api="blas")
+        threadpool_limits(n, user_api="blas")
+        _blas_threads = n
     return threads_in_use()
 
 
