@@ -11,7 +11,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner.device import Runtime
-from runner.identity import resolved_config
 from runner.optim import OptimizerSet
 from runner.task import Task
 
@@ -47,13 +46,11 @@ def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
     return sets
 
 
-def tracker(cfg: DictConfig, run_dir: Path, name: str, tags: Sequence[str], group: str | None,
-            run_id: str | None = None, provenance: dict | None = None):
-    """`run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint);
-    `provenance` goes into the tracker's config under that key (runner.provenance)."""
+def tracker(cfg: DictConfig, config: dict, run_dir: Path, name: str, tags: Sequence[str], group: str | None,
+            run_id: str | None = None):
+    """`config`: what the tracker's run records as its config (the resolved config and the run's
+    provenance); `run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint)."""
     factory = instantiate(cfg.logger)
-    config = {**resolved_config(cfg), **({"provenance": provenance} if provenance else {})}
     user_group = cfg.logger.get("group")
     return factory(run_dir=run_dir, config=config, name=name,
                    tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group, run_id=run_id)
-

@@ -1,8 +1,8 @@
 """A run's identity, and finding a run of the same config that already finished.
 
 A run's identity is a digest of its resolved config (seed included; `rerun`, `checkpoint_every`,
-`logger` and `threads` left out: they do not change what is computed), stored in `summary.json` and in the
-checkpoint. A job whose config finished (completed or diverged) in its sweep folder is skipped;
+`logger` and `threads` left out: they do not change what is computed), stored in `summary.json`
+and in the checkpoint. A job whose config finished (completed or diverged) in its sweep folder is skipped;
 failed and interrupted ones run again, from their checkpoint when they left one. Job numbers
 shift when a sweep's values change, so a job folder may hold the finished run of another config:
 it is moved aside to `<sweep>/.replaced/<digest>/` before the folder is reused, and a job finds
@@ -16,7 +16,7 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,12 @@ NOT_IDENTITY = ("rerun", "checkpoint_every", "total_steps", "logger", "threads")
 KEEP_IN_PLACE = (".hydra", "runner.log", SKIPPED)  # they belong to the folder's current job
 
 
-def config_digest(cfg: DictConfig) -> str:
-    """Taken before the task is built, so before `total_steps` (which the task's budget decides)
-    is known: like the key itself, what reads it (a schedule's length) is derived from the rest."""
-    resolved = {k: v for k, v in resolved_config(cfg).items() if k not in NOT_IDENTITY}
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def config_digest(resolved: Mapping[str, Any]) -> str:
+    """The digest of `resolved_config(cfg)`, taken before the task is built, so before
+    `total_steps` (which the task's budget decides) is known: like the key itself, what reads it
+    (a schedule's length) is derived from the rest."""
+    identity = {k: v for k, v in resolved.items() if k not in NOT_IDENTITY}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:

@@ -92,7 +92,8 @@ def run(cfg: DictConfig) -> int:
     tracker, rec, exit_code, stop, skipped = NullTracker(), None, 1, checkpoint.StopSignals(), False
     t0 = time.perf_counter()
     try:  # from the first line: whatever goes wrong leaves a summary, and a sweep goes on
-        digest = summary["config_digest"] = identity.config_digest(cfg)
+        resolved = identity.resolved_config(cfg)
+        digest = summary["config_digest"] = identity.config_digest(resolved)
         done = identity.prepare_folder(run_dir, sweep_dir, digest, cfg.rerun)
         if done is not None:
             skipped = True
@@ -105,10 +106,10 @@ def run(cfg: DictConfig) -> int:
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
         summary["device"] = str(rt.device)
         summary["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))
-        summary["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, summary.get("threads"))
+        summary["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, summary["threads"])
         name, tags, group = describe(hc)  # the tracker's run exists before the task: a failed build shows in it
-        tracker = build.tracker(cfg, run_dir, name, tags, group, run_id=state and state["wandb_id"],
-                                provenance=summary["provenance"])
+        tracker = build.tracker(cfg, {**resolved, "provenance": summary["provenance"]}, run_dir, name, tags, group,
+                                run_id=state and state["wandb_id"])
         summary["wandb_id"] = tracker.id
         seed_everything(cfg.seed)
         task = build.task(cfg, rt)

@@ -8,8 +8,9 @@ Every schedule is relative to each optimizer's own lr, so Muon and its AdamW sid
 from __future__ import annotations
 
 from torch.optim import Optimizer
-from runner.validate import ConfigError
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, OneCycleLR, SequentialLR
+
+from runner.validate import ConfigError
 
 
 def constant(optimizer: Optimizer) -> None:
