@@ -177,15 +177,24 @@ def summary_table(summary: Mapping[str, Any], run_dir: Path, after: int = 0) -> 
     for key, value in summary["final"].items():
         table.add_row(key, _fmt(value), _fmt(summary["best"].get(key)))
     conv = summary.get("convergence") or {}
-    if conv.get("conv/kind"):
-        value = (f"rate {conv['conv/rate']:.6g}/step" if conv["conv/kind"] == "linear"
-                 else f"exponent {conv['conv/exponent']:.3g}")
-        table.add_row(f"fit of {conv['conv/metric']}", f"{conv['conv/kind']}: {value}", f"R² {conv['conv/r2']:.3f}")
+    if conv.get("conv/reason"):
+        table.add_row(f"verdict on {conv['conv/metric']}", *verdict_cells(conv))
     for name, hit in (summary.get("targets") or {}).items():
-        table.add_row(f"reached {name}", f"step {hit['step']}", f"{hit['time_s']:.2f} s")
+        table.add_row(f"reached {name}", f"step {hit['step']}{_after(hit.get('after'))}", f"{hit['time_s']:.2f} s")
     if summary.get("error"):
         table.caption = f"[red]{summary['error']}[/]"
     return table
+
+
+def verdict_cells(conv: Mapping[str, Any]) -> tuple[str, str]:
+    """The verdict as (kind and law with its 95% interval, the window it was fitted on)."""
+    window, n = conv.get("conv/window"), conv.get("conv/points")
+    where = f"steps {window[0]}-{window[1]}, {n} points" if window else f"{n} points"
+    return f"{conv['conv/kind']}: {conv.get('conv/law') or ''}", where
+
+
+def _after(after: Any) -> str:
+    return "" if after is None else f" (after {after})"
 
 
 def _fmt(v: Any) -> str:

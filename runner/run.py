@@ -104,7 +104,7 @@ def run(cfg: DictConfig) -> int:
         (run_dir / "summary.json").unlink(missing_ok=True)  # it describes an earlier attempt
         validate(cfg, hc.runtime.choices)
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
-        summary["device"] = str(rt.device)
+        summary["device"], summary["precision"] = str(rt.device), "bf16" if rt.dtype == torch.bfloat16 else "fp32"
         summary["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))
         summary["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, summary["threads"])
         name, tags, group = describe(hc)  # the tracker's run exists before the task: a failed build shows in it
@@ -176,9 +176,10 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     history = history or History(cfg.metrics.primary or "", {})
     if summary["status"] in ("failed", "interrupted"):
         summary["steps"] = history.last_step
-    conv = {"conv/metric": history.primary,
-            **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor),
-            **summary.get("convergence", {})}  # a task's own fit (task.convergence) replaces the tail fit
+    eps = torch.finfo(torch.bfloat16 if summary.get("precision") == "bf16" else torch.float32).eps
+    conv = summary.get("convergence") or {  # a task's own fit (task.convergence) replaces the runner's
+        "conv/metric": history.primary,
+        **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor, eps)}
     summary.update(wall_time_s=wall, final=history.final, best=history.best, convergence=conv,
                    targets=history.reached, exit_code=exit_code,
                    resumable=(Path(summary["run_dir"]) / checkpoint.CHECKPOINT).exists())  # its next start resumes
