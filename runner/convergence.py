@@ -25,7 +25,8 @@ tenth of its later pace) is cut off the window and reported: the law is fitted a
 Rounding floors are left out first: a terminal run of >= FLOOR_POINTS points with no significant
 trend, lying below sqrt(eps) x max g (eps of the precision computed in: float64, float32, bf16),
 is the floor, and the points within two decades above it go too (rounding moves them by 1% or
-more); so does anything below `floor` x max g. `local()` gives the rate and exponent over a
+more); so does anything below `floor` x max g. A fit whose two halves, fitted apart, have disjoint
+intervals and slopes 10% apart is flagged "not settled" (`conv/halves`): the regime is still changing. `local()` gives the rate and exponent over a
 sliding window along the whole series, to show where the asymptotic regime starts.
 """
 
@@ -99,9 +100,11 @@ def fit_tail(series: Sequence[tuple[int, float]], tail: float = 0.5, thresholds:
     t = np.array([p[0] for p in pts], float)
     y = np.log([p[1] for p in pts]) if pts else np.array([])
     keep = y > math.log(floor) + y.max() if len(y) else np.array([], bool)
+    out["conv/floor"], out["conv/floor_level"] = None, None
+    if not keep.all():  # below metrics.fit_floor x max g: float64 rounding at the latest
+        out["conv/floor"], out["conv/floor_level"] = int(t[~keep][0]), math.exp(math.log(floor) + y.max())
     t, y = t[keep], y[keep]
     floor_at = floor_start(t, y, eps)
-    out["conv/floor"], out["conv/floor_level"] = None, None
     if floor_at is not None:
         level = float(np.median(y[floor_at:]))
         out["conv/floor"], out["conv/floor_level"] = int(t[floor_at]), math.exp(level)
@@ -116,8 +119,10 @@ def fit_tail(series: Sequence[tuple[int, float]], tail: float = 0.5, thresholds:
     verdict = judge(t, y)
     if out["conv/plateau"]:
         verdict["conv/reason"] += f", after a plateau over steps {out['conv/plateau'][0]}-{out['conv/plateau'][1]}"
-    if out["conv/floor"] is not None:
+    if floor_at is not None:
         verdict["conv/reason"] += f"; a floor at {out['conv/floor_level']:.3g} (from step {out['conv/floor']}) and the two decades above it left out"
+    elif out["conv/floor"] is not None:
+        verdict["conv/reason"] += f"; points below {out['conv/floor_level']:.3g} (metrics.fit_floor x max, from step {out['conv/floor']}) left out"
     return {**out, **verdict}
 
 
@@ -162,7 +167,26 @@ def judge(t: np.ndarray, y: np.ndarray) -> dict:
     else:
         out.update({"conv/exponent": fit.slope, "conv/exponent_ci": [fit.lo, fit.hi], "conv/t0": t0})
         law_text = "exponent " + interval(fit.lo, fit.hi, fit.slope) + (f" in t - {t0:.4g}" if t0 else "")
+    halves = settled(x, y)
+    if halves and law == "exponential":
+        halves = [math.exp(h) for h in halves]
+    out["conv/halves"] = halves
+    if halves:
+        law_text += (f"; not settled: {'rate' if law == 'exponential' else 'exponent'} {halves[0]:.6g} on the"
+                     f" first half, {halves[1]:.6g} on the second")
     return {**out, **said(out["conv/kind"], f"{law_text}, g {pct(change)}", where)}
+
+
+def settled(x: np.ndarray, y: np.ndarray) -> list[float] | None:
+    """None when the law's slope is one across the window; else the slopes of its two halves,
+    fitted apart, when their 95% intervals are disjoint and they differ by more than 10% (a
+    Chow-type check: the regime is still changing)."""
+    h = len(x) // 2
+    if h < 4:
+        return None
+    a, b = slope_fit(x[:h], y[:h]), slope_fit(x[h:], y[h:])
+    apart = (a.hi < b.lo or b.hi < a.lo) and abs(a.slope - b.slope) > 0.1 * max(abs(a.slope), abs(b.slope))
+    return [a.slope, b.slope] if apart else None
 
 
 def interval(lo: float, hi: float, value: float, least: int = 3) -> str:

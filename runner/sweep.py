@@ -215,9 +215,10 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
     table = Table(title=f"sweep: {len(rows)} jobs in {sweep_dir}", header_style="bold",
                   caption=f"every job: {' '.join(common)}" if common else None)
     for name, justify in (("job", "right"), ("overrides", "left"), ("status", "left"),
-                          (one_primary or "primary", "right"), *((k, "right") for k in extra),
+                          (one_primary or "primary", "right"), *((k, "right") for k in extra), ("verdict", "left"),
                           ("steps", "right"), ("time", "right")):
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=name not in ("overrides", "status"))
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name not in ("overrides", "status"),
+                         max_width=60 if name == "status" else None)  # an error wraps before the overrides do
     for r in rows:
         s, colour = r["summary"], {"completed": "green", "diverged": "yellow"}.get(r["status"], "red")
         final = s.get("final", {})
@@ -226,13 +227,24 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
         status = f"[{colour}]{r['status']}[/]" + (" (earlier)" if r["skipped"] else "")
         if r["status"] not in FINISHED and s.get("error"):
             status += f"\n[dim]{s['error'][:120]}[/]"
-        table.add_row(r["job"], " ".join(o for o in r["overrides"] if o not in common) or "(defaults)", status, primary, *(_fmt(final.get(k)) for k in extra),
+        table.add_row(r["job"], " ".join(o for o in r["overrides"] if o not in common) or "(defaults)", status, primary,
+                      *(_fmt(final.get(k)) for k in extra),
+                      short_verdict(s.get("convergence", {})) if r["status"] in FINISHED else "-",
                       str(s.get("steps", "-")), f"{s['wall_time_s']:.1f} s" if "wall_time_s" in s else "-")
     return table
 
 
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def short_verdict(conv: dict[str, Any]) -> str:
+    """The kind and its rate, exponent or order, for a table cell (summary.json has the interval)."""
+    kind = conv.get("conv/kind")
+    for key, name, fmt in (("conv/order", "order", ".3g"), ("conv/rate", "rate", ".6g"), ("conv/exponent", "exp", ".3g")):
+        if conv.get(key) is not None and kind in ("linear", "sublinear", "diverging"):
+            return f"{kind} {name} {conv[key]:{fmt}}"
+    return kind or "-"
 
 
 def objective(run_dir: Path, metric: str | None, use: str, minimize: bool) -> float:

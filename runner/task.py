@@ -11,7 +11,7 @@ optimizers and global RNGs, so that a resumed run continues exactly as the unint
 Optional: `assess()`, measurements after training, yielding one record each with its own
 `step` (a diffusion task: its sampler at every step count N of its grid, at step = training
 steps + N); `convergence(metric, tail)`, the task's own fit of `metric` on the last `tail` fraction of
-its points (`conv/*` keys), in place of the runner's (diffusion: log error against log NFE); `figures(run_dir)`,
+its points (`conv/*` keys, README "Convergence verdict"), replacing the runner's whole (diffusion: log error against log NFE); `figures(run_dir)`,
 {key: PNG path} saved after the run and sent to the tracker.
 """
 

@@ -62,7 +62,7 @@ def test_failed_job_does_not_stop_the_sweep_table_lists_every_job_and_exit_is_no
     statuses = [summary(tmp_path / str(i))["status"] for i in range(4)]
     assert statuses == ["completed", "diverged", "failed", "failed"], statuses
     table = out[out.index("sweep: 4 jobs"):]
-    for needle in ("+task.fail_at=30 optim.lr=0.1", "+task.fail_at=5 optim.lr=1000000000.0", "completed", "diverged",
+    for needle in ("+task.fail_at=30 optim.lr=0.1", "+task.fail_at=5", "optim.lr=1000000000.0", "completed", "diverged",
                    "RuntimeError: boom at step 5", "train/grad_norm", "eval/acc", "every job:",
                    "2 of 4 jobs did not finish: 2 (failed), 3 (failed)", f"sweep folder: {tmp_path}"):
         assert needle in table, (needle, table)
