@@ -161,6 +161,8 @@ def job_line(summary: Mapping[str, Any], after: int = 0) -> Text:
     line = Text.assemble((status, COLOURS.get(status, "red")))
     if value is not None:
         line.append(f"  {metric} {_fmt(value)}")
+    if status in ("completed", "diverged") and (summary.get("convergence") or {}).get("conv/kind"):
+        line.append(f"  {short_verdict(summary['convergence'])}")
     line.append(f"  {work(summary, after)} in {summary['wall_time_s']:.1f} s")
     if summary.get("error"):
         line.append(f"  {summary['error']}", style="dim")
@@ -177,8 +179,6 @@ def summary_table(summary: Mapping[str, Any], run_dir: Path, after: int = 0) -> 
     for key, value in summary["final"].items():
         table.add_row(key, _fmt(value), _fmt(summary["best"].get(key)))
     conv = summary.get("convergence") or {}
-    if conv.get("conv/reason"):
-        table.add_row(f"verdict on {conv['conv/metric']}", *verdict_cells(conv))
     for name, hit in (summary.get("targets") or {}).items():
         table.add_row(f"reached {name}", f"step {hit['step']}{_after(hit.get('after'))}", f"{hit['time_s']:.2f} s")
     if summary.get("error"):
@@ -186,11 +186,21 @@ def summary_table(summary: Mapping[str, Any], run_dir: Path, after: int = 0) -> 
     return table
 
 
-def verdict_cells(conv: Mapping[str, Any]) -> tuple[str, str]:
-    """The verdict as (kind and law with its 95% interval, the window it was fitted on)."""
-    window, n = conv.get("conv/window"), conv.get("conv/points")
-    where = f"steps {window[0]}-{window[1]}, {n} points" if window else f"{n} points"
-    return f"{conv['conv/kind']}: {conv.get('conv/law') or ''}", where
+def verdict_line(summary: Mapping[str, Any]) -> Text | None:
+    """The convergence verdict in one line under the table (it is too long for a cell at 80 columns)."""
+    conv = summary.get("convergence") or {}
+    if not conv.get("conv/reason"):
+        return None
+    return Text.assemble(("verdict", "bold"), f" on {conv['conv/metric']}: {conv['conv/reason']}")
+
+
+def short_verdict(conv: Mapping[str, Any]) -> str:
+    """The kind and its rate, exponent or order, for a table cell (summary.json has the interval)."""
+    kind = conv.get("conv/kind")
+    for key, name, fmt in (("conv/order", "order", ".3g"), ("conv/rate", "rate", ".6g"), ("conv/exponent", "exp", ".3g")):
+        if conv.get(key) is not None and kind in ("linear", "sublinear", "diverging"):
+            return f"{kind} {name} {conv[key]:{fmt}}"
+    return kind or "-"
 
 
 def _after(after: Any) -> str:

@@ -26,7 +26,7 @@ from runner.convergence import fit_tail
 from runner.device import Runtime, parallel_jobs, set_threads
 from runner.loop import assess, train
 from runner.metrics import History, MetricsFile, write_json_atomic
-from runner.progress import Reporter, bar_title, for_output, job_line, records_after, summary_table
+from runner.progress import Reporter, bar_title, for_output, job_line, records_after, summary_table, verdict_line
 from runner.tracker import NullTracker
 from runner.validate import ConfigError, validate
 
@@ -200,6 +200,8 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
         return
     elif history.final:
         console.print(summary_table(summary, run_dir, after))
+        if (line := verdict_line(summary)) is not None:
+            console.print(line, highlight=False)
     else:
         console.print(f"[red]{summary['status']}[/] before the first logged step: {summary['error']}", highlight=False)
     console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)

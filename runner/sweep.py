@@ -207,6 +207,8 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
     """A rich table: job, overrides, status, the primary metric's and key metrics' final values, time."""
     from rich.table import Table
 
+    from runner.progress import short_verdict
+
     primaries = {r["summary"].get("convergence", {}).get("conv/metric") for r in rows} - {None, ""}
     one_primary = primaries.pop() if len(primaries) == 1 else None
     extra = [k for k in KEY_METRICS if k != one_primary and any(k in r["summary"].get("final", {}) for r in rows)]
@@ -236,15 +238,6 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
 
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def short_verdict(conv: dict[str, Any]) -> str:
-    """The kind and its rate, exponent or order, for a table cell (summary.json has the interval)."""
-    kind = conv.get("conv/kind")
-    for key, name, fmt in (("conv/order", "order", ".3g"), ("conv/rate", "rate", ".6g"), ("conv/exponent", "exp", ".3g")):
-        if conv.get(key) is not None and kind in ("linear", "sublinear", "diverging"):
-            return f"{kind} {name} {conv[key]:{fmt}}"
-    return kind or "-"
 
 
 def objective(run_dir: Path, metric: str | None, use: str, minimize: bool) -> float:

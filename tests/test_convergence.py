@@ -118,7 +118,8 @@ def test_history_best_final_and_targets():
     h.add({"step": 20, "time_s": 2.0, "train/loss": 2.0, "eval/acc": 0.95, "time/elapsed_s": 1.5})
     assert h.final == {"train/loss": 2.0, "eval/acc": 0.95}
     assert h.best == {"train/loss": 1.0, "eval/acc": 0.95}
-    assert h.reached == {"eval/acc>=0.5": {"step": 10, "time_s": 0.5}, "eval/acc>=0.9": {"step": 20, "time_s": 1.5}}
+    assert h.reached == {"eval/acc>=0.5": {"step": 10, "after": None, "time_s": 0.5},
+                         "eval/acc>=0.9": {"step": 20, "after": 10, "time_s": 1.5}}
 
 
 def test_sharpness_matches_the_top_eigenvalue_of_a_quadratic():
