@@ -8,12 +8,12 @@ where it stopped. Against time and gradient evaluations, the mean at a step is d
 time (evaluations) the runs took to reach it: averaging runs at equal times instead would mix
 runs at different steps, and a slow start of one run would jump the mean. Metrics drawn on a log
 axis are averaged as log10 (a geometric mean, band multiplicative), zeros lifted to the smallest
-positive value seen.
+positive value seen. Where only two runs are left the band is their two values.
 """
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,9 +22,10 @@ import numpy as np
 from runner.results import Run
 
 MAX_POINTS = 500  # grid points per curve: more than a figure a few inches wide can show
-LOG_HINTS = ("norm", "dist", "gap", "subopt", "loss", "w2", "mmd")  # quantities that go to zero
-NOT_CURVES = ("step", "time_s", "train/grad_evals")
-AXES = {"step": "step", "time": "training time (s)", "grad_evals": "gradient evaluations"}
+LOG_HINTS = ("norm", "dist", "gap", "subopt", "loss", "w2", "mmd", "err")  # quantities that go to zero
+NOT_CURVES = ("step", "time_s", "train/grad_evals", "diff/nfe", "diff/steps")
+AXES = {"step": "step", "time": "training time (s)", "grad_evals": "gradient evaluations",
+        "nfe": "function evaluations of the sampler (NFE)"}
 
 
 @dataclass
@@ -49,6 +50,19 @@ def t_interval(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np
         sem = np.sqrt((dev ** 2).sum(axis=axis) / (n - 1) / n)
         half = np.where(n >= 2, t.ppf(0.975, np.maximum(n - 1, 1)) * sem, np.nan)
     return mean, half, n
+
+
+def band(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, band ends and count along `axis`: the 95% t-interval of the mean where n >= 3; where
+    n = 2 the two values themselves (the t-interval on one degree of freedom is 12.7 times their
+    half-difference, wider than the data); NaN where n < 2."""
+    mean, half, n = t_interval(a, axis)
+    a = np.asarray(a, dtype=float)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, as meant
+        low, high = np.nanmin(a, axis=axis), np.nanmax(a, axis=axis)
+    two = n == 2
+    return mean, np.where(two, low, mean - half), np.where(two, high, mean + half), n
 
 
 def stat(values: Iterable[float | None]) -> tuple[float, float, int]:
@@ -92,16 +106,26 @@ def curve(runs: Sequence[Run], metric: str, axis: str, floor: float | None) -> C
     grid = np.unique(np.concatenate([s for s, _, _ in tracks]))
     grid = grid[np.unique(np.linspace(0, len(grid) - 1, min(len(grid), MAX_POINTS)).round().astype(int))]
     values = np.vstack([np.interp(grid, s, y, left=np.nan, right=np.nan) for s, y, _ in tracks])
-    mean, half, n = t_interval(values)
+    mean, lo, hi, n = band(values)
     if axis == "step":
         at = grid.astype(float)
     else:
         xs = np.vstack([np.interp(grid, s, x, left=np.nan, right=np.nan) for s, _, x in tracks])
         at = t_interval(np.where(np.isfinite(values), xs, np.nan))[0]
-    lo, hi = mean - half, mean + half
     if floor:
         mean, lo, hi = 10 ** mean, 10 ** lo, 10 ** hi
     return Curve(at, mean, lo, hi, n)
+
+
+def median_curve(tracks: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The median of several (x, y) curves on the union of their x values, each curve interpolated
+    inside its own range only (a run that stopped early leaves the median where it stopped)."""
+    tracks = [(x[ok], y[ok]) for x, y in tracks for ok in [np.isfinite(x) & np.isfinite(y)] if ok.any()]
+    if not tracks:
+        return np.array([]), np.array([])
+    grid = np.unique(np.concatenate([x for x, _ in tracks]))
+    values = np.vstack([np.interp(grid, x, y, left=np.nan, right=np.nan) for x, y in tracks])
+    return grid, np.array([np.median(c[np.isfinite(c)]) for c in values.T])
 
 
 def curve_metrics(runs: Sequence[Run], primary: str | None) -> list[str]:
@@ -115,23 +139,3 @@ def curve_metrics(runs: Sequence[Run], primary: str | None) -> list[str]:
 def _moves(v: np.ndarray | None) -> bool:
     v = v[np.isfinite(v)] if v is not None else np.array([])
     return v.size > 1 and bool(v.max() > v.min())
-
-
-def fmt(mean: float, half: float = math.nan) -> str:
-    """`mean ± half`, the mean given to the precision that the interval supports."""
-    if not math.isfinite(mean):
-        return "-"
-    if not math.isfinite(half) or half == 0:
-        return f"{mean:.6g}"
-    digits = 1 - math.floor(math.log10(half))  # decimals that show two significant digits of the half-width
-    if 1e-4 <= abs(mean) < 1e6 and digits <= 10:
-        return f"{mean:.{max(digits, 0)}f} ± {half:.{max(digits, 0)}f}"
-    if half < 1e-7 * abs(mean):  # seeds agree to rounding: seven digits of the mean
-        return f"{mean:.7g} ± {half:.1e}"
-    return f"{mean:.3g} ± {half:.2g}"
-
-
-def mean_ci(values: Iterable[float | None]) -> str:
-    """The finite values as `mean ± 95% half-width`."""
-    mean, half, _ = stat(values)
-    return fmt(mean, half)

@@ -6,7 +6,9 @@ and sweep folders, offline.
     runner-report SWEEP --out reports/sgd_vs_adam                 # report folder of your choice
 
 Writes <out>/index.html (self-contained: figures embedded) and each figure as a PNG beside it;
-<out> is <first PATH>/report unless --out says otherwise. Exit status 1 when no run was found.
+<out> is <first PATH>/report unless --out says otherwise. A folder holding claim.json (a claim's
+sweep) adds the claim's rows and its predicted law beside the measured curves. Exit status 1 when
+no run was found.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from runner import report_html as H
-from runner.report_figures import lr_figure, metric_figure, png
 from runner.aggregate import curve_metrics, y_scale
+from runner.report_claims import claim_figure, claim_table, read_claims
+from runner.report_conv import local_figure, order_figure
+from runner.report_figures import lr_figure, metric_figure, png
+from runner.report_verdicts import fit_table, repeats_table, runs_fit_table
 from runner.results import Group, find_runs, group_runs, primary_metric, read_run, swept_lr_keys
 
 AGGREGATION = ("Curves: each group's runs are aligned on their logged steps (interpolated linearly inside each "
@@ -37,7 +43,7 @@ AGGREGATION = ("Curves: each group's runs are aligned on their logged steps (int
 class Report:
     groups: list[Group]
     primary: str | None
-    tables: list[H.Table]  # overview first, then the problem runs and the provenance differences, if any
+    tables: list[H.Table]  # for the terminal: overview, problem runs, provenance differences, verdicts, claims
     html: Path
     figures: list[Path]
 
@@ -48,32 +54,48 @@ def build(paths: Sequence[Path], out: Path) -> Report:
     if not runs:
         raise FileNotFoundError(f"no run folders (with summary.json or metrics.jsonl) in {', '.join(map(str, paths))}")
     groups, common = group_runs(runs)
+    claims = read_claims(paths)
     primary = primary_metric(runs)
     metrics = curve_metrics(runs, primary)
     scales = {m: y_scale(runs, m) for m in metrics}
+    log = {m for m, (kind, _) in scales.items() if kind == "log"}  # geometric means for these
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("fig_*.png"):
         old.unlink()
-    figures, curves, lr_parts = [], [], []
+    figures, curves, lr_parts, conv_parts, claim_parts = [], [], [], [], []
     for i, metric in enumerate(metrics):
         curves.append(_save(png(metric_figure(groups, metric, scales[metric])), out / f"fig_{i:02d}_{_safe(metric)}.png", figures))
     finals = [m for m in dict.fromkeys([primary, "eval/acc", "train/loss", "rl/return"]) if m and m in scales]
     for key in swept_lr_keys(groups):
-        fig = lr_figure(groups, key, finals, {m for m, (kind, _) in scales.items() if kind == "log"})
+        fig = lr_figure(groups, key, finals, log)
         if fig is not None:
             lr_parts.append(_save(png(fig), out / f"fig_lr_{_safe(key)}.png", figures))
-    overview, problems, provenance = H.overview(groups), H.problems_table(groups), H.provenance_table(groups)
-    tables = [t for t in (H.fit_table(groups), H.values_table(groups, "final"), H.values_table(groups, "best"),
+    counted = [r for g in groups for r in g.runs]  # repeats of a seed left out
+    fits, repeats = fit_table(groups), repeats_table(groups)
+    verdicts = [t for t in (fits, runs_fit_table(groups), repeats) if t]
+    for name, fig in (("fig_order.png", order_figure(groups)), ("fig_local_rate.png", local_figure(groups))):
+        if fig is not None:
+            conv_parts.append(_save(png(fig), out / name, figures))
+    for i, claim in enumerate(claims):
+        claim_parts.append(H.table_html(claim_table(claim)))
+        fig = claim_figure(claim, counted)
+        if fig is not None:
+            claim_parts.append(_save(png(fig), out / f"fig_claim_{i:02d}_{_safe(claim.name)}.png", figures))
+    overview, problems, provenance = H.overview(groups, log), H.problems_table(groups), H.provenance_table(groups)
+    tables = [t for t in (H.values_table(groups, "final", log), H.values_table(groups, "best", log),
                           H.thresholds_table(groups)) if t]
-    meta = [f"{len(runs)} runs in {len(groups)} groups from {', '.join(map(str, paths))}; "
+    meta = [f"{len(counted)} runs in {len(groups)} groups from {', '.join(map(str, paths))}; "
             f"made {time.strftime('%Y-%m-%d %H:%M')} from local files",
             f"common to all runs: {' '.join(common) or '-'}", AGGREGATION]
     text = H.page("runner-report", meta, [
-        ("Overview", [H.table_html(t) for t in (overview, problems, provenance) if t]), ("Curves", curves),
+        ("Overview", [H.table_html(t) for t in (overview, problems, provenance) if t]),
+        ("Claims: predicted and measured", claim_parts),
+        ("Convergence verdicts", [H.table_html(t) for t in verdicts] + conv_parts), ("Curves", curves),
         ("Stability: final metrics against the learning rate", lr_parts),
-        ("Convergence, final and best values, thresholds", [H.table_html(t) for t in tables])])
+        ("Final and best values, thresholds", [H.table_html(t) for t in tables])])
     (out / "index.html").write_text(text)
-    return Report(groups, primary, [t for t in (overview, problems, provenance) if t], out / "index.html", figures)
+    terminal = [t for t in (overview, problems, provenance, fits, repeats) if t]
+    return Report(groups, primary, terminal + [claim_table(c) for c in claims], out / "index.html", figures)
 
 
 def _save(data: bytes, path: Path, saved: list[Path]) -> str:
@@ -87,11 +109,11 @@ def _safe(name: str) -> str:
 
 
 def rich_table(table: H.Table) -> RichTable:
-    t = RichTable(title=table.title, caption=table.note, header_style="bold")
+    t = RichTable(title=escape(table.title), caption=escape(table.note), header_style="bold")
     for h in table.header:
-        t.add_column(h, justify="left" if h in ("run folder", "why", "group", "runs", "status") else "right")
+        t.add_column(escape(h), justify="left" if h in ("runs", "status", "kind (seeds)", *H.WRAPPED) else "right")
     for row in table.rows:
-        t.add_row(*row)
+        t.add_row(*map(escape, row))  # cells hold [lo, hi]: text, not rich markup
     return t
 
 
@@ -110,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         report = build(args.paths, args.out or args.paths[0] / "report")
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:  # no runs; a claim.json that is not one
         console.print(f"[red]{e}[/]", highlight=False)
         return 1
     for table in report.tables:

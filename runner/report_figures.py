@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
-from runner.aggregate import AXES, Curve, curve, stat
+from runner.aggregate import AXES, Curve, band, curve
 from runner.results import Group
 
 WIDTH, HEIGHT = 5.2, 3.9  # inches per panel; the legend adds a row height per line of entries
@@ -37,11 +37,13 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
     flatten every other curve; a divergence beyond it is marked at the edge."""
     kind, param = scale
     floor = param if kind == "log" else None
-    axes = [a for a in AXES if any(r.x(a) is not None and metric in r.columns for g in groups for r in g.runs)]
-    drawn = {id(g): {a: curve(g.runs, metric, a, floor) for a in axes} for g in groups}
+    every = {id(g): {a: curve(g.runs, metric, a, floor) for a in AXES} for g in groups}
+    axes = [a for a in AXES if any(d[a] for d in every.values())]
+    axes = ["nfe"] if "nfe" in axes else axes  # a sampler's error: against NFE alone (its step is not a time)
+    drawn = {k: {a: d[a] for a in axes} for k, d in every.items()}
     handles = [Line2D([], [], color=c, lw=2, label=f"{g.label} (n={max(int(k.n.max()) for k in drawn[id(g)].values() if k)})")
                for g, c in zip(groups, colours(len(groups))) if any(drawn[id(g)].values())]
-    fig, panels = _figure(len(axes), len(axes), handles, sharey=True)
+    fig, panels = panels_figure(max(len(axes), 1.6), len(axes), handles, sharey=True)  # room for the title
     steady = [g for g in groups if any(r.status == "completed" for r in g.runs)] or list(groups)
     for ax, axis in zip(panels, axes):
         if kind != "linear":
@@ -52,6 +54,7 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
                 ax.plot(c.x, c.mean, color=colour, lw=1.4)
                 ax.fill_between(c.x, c.lo, c.hi, color=colour, alpha=0.2, lw=0)
         ax.set_xlabel(AXES[axis])
+        ax.set_xscale("log" if axis == "nfe" else "linear")
         ax.grid(True, alpha=0.3, which="both" if kind == "log" else "major")
     _limit(panels[0], [drawn[id(g)][a] for g in steady for a in axes], kind)
     for ax, axis in zip(panels, axes):
@@ -60,6 +63,7 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
     panels[0].set_ylabel(metric)
     what = ("geometric mean over seeds; band: 95% t-interval of log10 values" if kind == "log"
             else "mean over seeds; band: 95% t-interval of the mean across seeds")
+    what += " (2 seeds: their two values)"
     fig.suptitle(f"{metric}\n{what}; x = a run diverged there", fontsize=10)
     return fig
 
@@ -112,7 +116,7 @@ def lr_figure(groups: Sequence[Group], key: str, metrics: Sequence[str], log_met
     handles = [Line2D([], [], color=c, marker="o", label=" ".join(t for t in f[0].label.split()
                                                                   if not t.startswith(f"{key}=")) or "all runs")
                for f, c in zip(families.values(), colours(len(families)))]
-    fig, panels = _figure(max(len(metrics), 2), len(metrics), handles)
+    fig, panels = panels_figure(max(len(metrics), 2), len(metrics), handles)
     lrs_all = sorted({float(g.config[key]) for f in families.values() for g in f})
     for ax, metric in zip(panels, metrics):
         log = metric in log_metrics
@@ -136,7 +140,7 @@ def lr_figure(groups: Sequence[Group], key: str, metrics: Sequence[str], log_met
         ax.set(xlabel=key, ylabel=f"final {metric}")
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"final metrics against {key}: mean over completed runs ({'geometric on log axes, ' if log_metrics else ''}"
-                 "bars: 95% t-interval)\nk/n above the plot: k of the n runs at that learning rate diverged or failed (not in the mean)",
+                 "bars: 95% t-interval; 2 runs: their values)\nk/n above the plot: k of the n runs at that learning rate diverged or failed (not in the mean)",
                  fontsize=10)
     return fig
 
@@ -147,9 +151,9 @@ def _final_stats(family: Sequence[Group], metric: str, log: bool) -> tuple[np.nd
     for g in family:
         values = [r.summary["final"].get(metric) for r in g.runs if r.status == "completed"]
         values = [math.log10(v) for v in values if _finite(v) and v > 0] if log else values
-        mean, half, _ = stat(values)
-        half = 0.0 if not math.isfinite(half) else half
-        rows.append((mean, mean - half, mean + half))
+        a = np.array([v for v in values if _finite(v)], dtype=float)
+        mean, lo, hi, _ = band(a) if a.size else (np.nan,) * 4
+        rows.append((mean, mean if np.isnan(lo) else lo, mean if np.isnan(hi) else hi))
     a = np.array(rows, dtype=float).T
     return tuple(10 ** a) if log else tuple(a)
 
@@ -158,7 +162,7 @@ def _finite(v: float | None) -> bool:
     return v is not None and math.isfinite(v)
 
 
-def _figure(width: float, panels: int, handles: list[Line2D], **kwargs) -> tuple[Figure, Sequence]:
+def panels_figure(width: float, panels: int, handles: list[Line2D], **kwargs) -> tuple[Figure, Sequence]:
     """A figure `width` panels wide with `panels` panels side by side and the legend below them."""
     longest = max((len(h.get_label()) for h in handles), default=0)
     ncols = max(1, min(len(handles), int(width * WIDTH * 11 / max(longest + 6, 1))))

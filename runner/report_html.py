@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 import html
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from runner.aggregate import mean_ci
 from runner.provenance import differing, flatten
+from runner.report_fit import NAMES, group_fit, value_text
+from runner.report_text import mean_ci
 from runner.results import UNFINISHED, Group, Run
 
 STATUSES = ("completed", "diverged", "failed", "interrupted", UNFINISHED)
 WHY_UNFINISHED = "no summary.json: still running, or killed before it could write one"
-CI = "mean ± 95% t-interval across seeds"
+CI = ("mean ± 95% t-interval across seeds (geometric mean [interval] for metrics on log axes; "
+      "2 seeds: their two values)")
+WRAPPED = ("group", "why", "run folder", "reason", "note", "kept instead", "setting", "source")  # the rest: one line
 
 
 @dataclass
@@ -37,19 +40,9 @@ def steps_text(runs: Sequence[Run]) -> str:
     return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
 
 
-def fit(group: Group) -> list[str]:
-    """Kind (how many seeds agree), rate, exponent, R^2 of the convergence fit across seeds."""
-    conv = [r.summary.get("convergence") or {} for r in group.finished()]
-    kinds = Counter(c["conv/kind"] for c in conv if c.get("conv/kind"))
-    if not kinds:
-        return ["-"] * 4
-    kind, agree = kinds.most_common(1)[0]
-    return [f"{kind} ({agree}/{len(conv)})", mean_ci(c.get("conv/rate") for c in conv),
-            mean_ci(c.get("conv/exponent") for c in conv), mean_ci(c.get("conv/r2") for c in conv)]
-
-
-def overview(groups: Sequence[Group]) -> Table:
-    """One row per group; the final value is of each group's own primary metric (tasks differ)."""
+def overview(groups: Sequence[Group], log: Collection[str] = ()) -> Table:
+    """One row per group; the final value is of each group's own primary metric (tasks differ);
+    metrics in `log` (drawn on log axes) get geometric means."""
     primaries = {g.label: next((r.summary["convergence"].get("conv/metric") for r in g.finished()
                                 if r.summary.get("convergence")), None) for g in groups}
     same = len(set(primaries.values()) - {None}) <= 1
@@ -58,32 +51,23 @@ def overview(groups: Sequence[Group]) -> Table:
               "wall time (s)"]
     rows = []
     for g in groups:
-        kind, rate, exponent, _ = fit(g)
-        shown = "-" if kind == "-" else f"{kind.split()[0]}: " + (f"rate {rate}" if kind.startswith("linear")
-                                                                  else f"exponent {exponent}")
+        fit = group_fit(g)
+        shown = fit.kinds + (f": {NAMES[fit.measure]} {value_text(fit.stat)}" if fit.measure else "")
         primary = primaries[g.label]
-        final = mean_ci(r.summary["final"].get(primary) for r in g.finished()) if primary else "-"
-        rows.append([g.label, status_counts(g.runs), steps_text(g.runs),
+        final = mean_ci((r.summary["final"].get(primary) for r in g.finished()), primary in log) if primary else "-"
+        repeats = f", {len(g.repeats)} repeat{'s' * (len(g.repeats) > 1)} of a seed left out" if g.repeats else ""
+        rows.append([g.label, status_counts(g.runs) + repeats, steps_text(g.runs),
                      final if same or not primary else f"{primary} {final}", shown,
                      mean_ci(r.summary.get("wall_time_s") for r in g.finished())])
     return Table("Groups", f"one row per config, seeds pooled; numbers: {CI} (completed and diverged runs)",
                  header, rows)
 
 
-def fit_table(groups: Sequence[Group]) -> Table:
-    metric = next((r.summary["convergence"].get("conv/metric") for g in groups for r in g.finished()
-                   if r.summary.get("convergence")), None)
-    return Table(f"Convergence fit of {metric or 'the primary metric'}",
-                 "tail fitted by log g = a + b t (linear: rate = exp(b) per step) and log g = a + p log t "
-                 f"(sublinear: exponent p), the better R² names the kind; {CI}",
-                 ["group", "kind (seeds agreeing)", "rate per step", "exponent", "R²"],
-                 [[g.label, *fit(g)] for g in groups])
-
-
-def values_table(groups: Sequence[Group], which: str) -> Table:
+def values_table(groups: Sequence[Group], which: str, log: Collection[str] = ()) -> Table:
     metrics = list(dict.fromkeys(k for g in groups for r in g.finished() for k in r.summary.get(which, {})
                                  if not k.rsplit("/", 1)[-1].startswith("lr")))
-    rows = [[g.label, *(mean_ci(r.summary[which].get(m) for r in g.finished()) for m in metrics)] for g in groups]
+    rows = [[g.label, *(mean_ci((r.summary[which].get(m) for r in g.finished()), m in log) for m in metrics)]
+            for g in groups]
     note = "last logged value" if which == "final" else "best logged value (highest for acc and return, else lowest)"
     return Table(f"{which.capitalize()} values", f"{note}; {CI} (completed and diverged runs)", ["group", *metrics], rows)
 
@@ -92,7 +76,7 @@ def _reached(run: Run) -> dict[str, float | None]:
     conv = run.summary.get("convergence") or {}
     primary = conv.get("conv/metric", "primary")
     return {**{f"{primary}<{k.removeprefix('conv/steps_to_')}": v for k, v in conv.items()
-               if k.startswith("conv/steps_to_")},
+               if k.startswith("conv/steps_to_") and not k.endswith("_after")},
             **{k: v["step"] for k, v in (run.summary.get("targets") or {}).items()}}
 
 
@@ -104,9 +88,12 @@ def thresholds_table(groups: Sequence[Group]) -> Table | None:
     for g in groups:
         hits = [_reached(r) for r in g.finished()]
         rows.append([g.label, *(_reached_text([h.get(n) for h in hits]) for n in names)])
-    return Table("Steps to each threshold", "first step at which the metric crossed the value; mean ± 95% "
-                 "t-interval over the runs that reached it, (k/n) = k of the group's n runs reached it",
-                 ["group", *names], rows)
+    every = sorted({c["conv/resolution"] for g in groups for r in g.finished()
+                    for c in [r.summary.get("convergence") or {}] if c.get("conv/resolution")})
+    resolution = f" (the metric was recorded every {'-'.join(f'{v:g}' for v in sorted({every[0], every[-1]}))} steps: the " \
+                 "crossing lies up to that many steps earlier)" if every else ""
+    return Table("Steps to each threshold", f"first logged step at which the metric was below the value{resolution}; "
+                 f"{CI}, over the runs that reached it; (k/n): k of the group's n runs reached it", ["group", *names], rows)
 
 
 def _reached_text(steps: list[float | None]) -> str:
@@ -143,7 +130,7 @@ def provenance_table(groups: Sequence[Group]) -> Table | None:
 
 def table_html(table: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    wrap = [h in ("group", "why", "run folder") for h in table.header]  # the rest stays on one line
+    wrap = [h in WRAPPED for h in table.header]  # the rest stays on one line
     body = "".join("<tr>" + "".join(f"<td{'' if w else ' class=n'}>{html.escape(c)}</td>" for c, w in zip(row, wrap))
                    + "</tr>" for row in table.rows)
     return (f"<h3>{html.escape(table.title)}</h3><p class=note>{html.escape(table.note)}</p>"

@@ -3,7 +3,9 @@
 
 Everything comes from local files: `.hydra/config.yaml` and `overrides.yaml`, `metrics.jsonl`,
 `summary.json`. A folder with records but no summary is a run still going or killed
-(`unfinished`): its curves are drawn, its numbers stay out of the final tables.
+(`unfinished`): its curves are drawn, its numbers stay out of the final tables. Repeats of one
+seed (same seed and `config_digest` in two folders, e.g. a sweep run again with rerun=true into
+another folder) count once: the one that finished last is kept, the others are listed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,9 @@ import numpy as np
 import yaml
 
 SKIP_DIRS = {".hydra", "wandb", "report", "__pycache__", ".replaced", ".submitit"}  # .replaced: runs set aside by a re-run
-NOT_GROUPED = ("seed", "logger", "data_dir")  # config keys that do not change what a run computes
+# config keys that do not change what a run computes (runner.identity.NOT_IDENTITY, and data_dir)
+NOT_GROUPED = ("seed", "logger", "data_dir", "rerun", "checkpoint_every", "total_steps", "threads")
+NOT_LABELLED = ("seed", "rerun", "checkpoint_every")  # overrides that do not name a group
 FINISHED = ("completed", "diverged")          # runs whose final values and fit are results
 UNFINISHED = "unfinished"                     # records but no summary.json: running, or killed
 
@@ -32,7 +36,7 @@ class Run:
     path: Path
     seed: Any
     config: dict[str, Any]         # flattened (`optim.lr`), NOT_GROUPED keys left out
-    overrides: list[str]           # command-line overrides, seed left out
+    overrides: list[str]           # command-line overrides, NOT_LABELLED ones left out
     summary: dict[str, Any]        # {} while the run has not written one
     columns: dict[str, np.ndarray]  # metric -> value per record (NaN where not logged)
 
@@ -41,7 +45,7 @@ class Run:
         return self.summary.get("status", UNFINISHED)
 
     def x(self, axis: str) -> np.ndarray | None:
-        key = {"step": "step", "grad_evals": "train/grad_evals"}.get(axis)
+        key = {"step": "step", "grad_evals": "train/grad_evals", "nfe": "diff/nfe"}.get(axis)
         if axis == "time":
             key = "time/elapsed_s" if "time/elapsed_s" in self.columns else "time_s"
         return self.columns.get(key)
@@ -50,7 +54,8 @@ class Run:
 @dataclass
 class Group:
     label: str
-    runs: list[Run]
+    runs: list[Run]                 # one run per seed (repeats left out)
+    repeats: list[tuple[Run, Run]] = field(default_factory=list)  # (repeat left out, run kept instead)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def read_run(path: Path) -> Run:
     flat = flatten(config)
     return Run(path, flat.get("seed"),
                {k: v for k, v in flat.items() if k.split(".")[0] not in NOT_GROUPED},
-               [o for o in overrides if o.lstrip("+~").split("=")[0] != "seed"],
+               [o for o in overrides if o.lstrip("+~").split("=")[0] not in NOT_LABELLED],
                summary, read_columns(metrics) if metrics.exists() else {})
 
 
@@ -150,8 +155,29 @@ def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[str]]:
         if label in seen:  # equal overrides, different configs (e.g. defaults changed between sweeps)
             label += f" (config {sum(s.startswith(label) for s in seen) + 1})"
         seen.add(label)
-        groups.append(Group(label, g))
+        groups.append(Group(label, *dedupe(g)))
     return groups, [o for o in (members[0][0].overrides if members else []) if o in common]
+
+
+def dedupe(runs: Sequence[Run]) -> tuple[list[Run], list[tuple[Run, Run]]]:
+    """One run per seed and config_digest (a run without a digest, such as an unfinished one, goes
+    with its seed's only digest): the latest finished (by start time, then by when its summary was
+    written), else the latest; and the (left out, kept) pairs."""
+    digests: dict[str, set] = {}
+    for run in runs:
+        digests.setdefault(str(run.seed), set()).add(run.summary.get("config_digest"))
+    same: dict[tuple[str, Any], list[Run]] = {}
+    for run in runs:
+        several = len(digests[str(run.seed)] - {None}) > 1
+        same.setdefault((str(run.seed), run.summary.get("config_digest") if several else None), []).append(run)
+    kept = {id(m): max(members, key=_recency) for members in same.values() for m in members}
+    return [r for r in runs if kept[id(r)] is r], [(r, kept[id(r)]) for r in runs if kept[id(r)] is not r]
+
+
+def _recency(run: Run) -> tuple[bool, str, float]:
+    summary = run.path / "summary.json"
+    return (run.status in FINISHED, str((run.summary.get("provenance") or {}).get("started_at", "")),
+            summary.stat().st_mtime if summary.exists() else 0.0)
 
 
 def swept_lr_keys(groups: Sequence[Group]) -> list[str]:

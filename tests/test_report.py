@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
+from runner.aggregate import curve, t_interval
 from runner.report import build, main
-from runner.aggregate import curve, fmt, t_interval
+from runner.report_fit import measure_of
+from runner.report_text import number
 from runner.results import Run
 from tests.helpers import ROOT
 
@@ -92,7 +94,7 @@ def test_report_writes_html_and_nonblank_figures(sweep, cli):
         assert pixels[..., :3].std() > 0.05, f"{fig} is blank"
         assert f'alt="{fig.name}"' in html  # embedded in the page too
     assert html.count("data:image/png;base64,") == len(figures)
-    assert "95% t-interval" in html
+    assert "95% t-interval" in html and "R²" not in html
 
 
 def test_groups_seeds_and_statuses(report):
@@ -120,16 +122,22 @@ def test_terminal_table_and_failed_runs_listed_with_why(sweep, cli):
     assert f"report: {sweep / 'report' / 'index.html'}" in out.replace("\n", "")
 
 
-def test_final_mean_and_interval_match_a_hand_computation(sweep, cli):
+def test_two_seeds_are_reported_as_their_two_values(sweep, cli):
+    """Two seeds give their two values, not a t-interval on one degree of freedom (12.7 times their
+    half-difference: wider than the data, and negative for a positive quantity)."""
     s = summaries(sweep)
-    finals = [s[j]["final"]["gan/dist_to_eq"] for j in ("2", "3")]  # lr 0.2, seeds 0 and 1
-    rates = [s[j]["convergence"]["conv/rate"] for j in ("2", "3")]
-    mean, half = sum(finals) / 2, T_975[1] * abs(finals[0] - finals[1]) / 2  # s/sqrt(2) = |a - b| / 2
+    finals = sorted(s[j]["final"]["gan/dist_to_eq"] for j in ("2", "3"))  # lr 0.2, seeds 0 and 1
     html = (sweep / "report" / "index.html").read_text()
     row = html[html.index("<td>task=gan task.scheme=extragradient optim.lr=0.2 "):].split("</tr>")[0]
-    assert fmt(mean, half) in row
-    rate_mean, rate_half = sum(rates) / 2, T_975[1] * abs(rates[0] - rates[1]) / 2
-    assert fmt(rate_mean, rate_half) in html
+    assert f"{number(finals[0], finals[1] - finals[0])} to {number(finals[1], finals[1] - finals[0])}" in row
+    assert "±" not in row
+    convs = [s[j]["convergence"] for j in ("2", "3")]
+    key = measure_of(convs[0])
+    if key and all(measure_of(c) == key and c["conv/kind"] == convs[0]["conv/kind"] for c in convs):
+        lo, hi = sorted(c[key] for c in convs)
+        verdicts = html[html.index("Convergence verdict of"):]
+        a, b = number(lo, hi - lo), number(hi, hi - lo)
+        assert (f"{a} to {b}" if a != b else f"{a} (both seeds)") in verdicts  # seeds that agree to 7 digits: one value
 
 
 def test_curve_at_a_logged_step_is_the_mean_over_seeds(sweep, report):
@@ -139,7 +147,7 @@ def test_curve_at_a_logged_step_is_the_mean_over_seeds(sweep, report):
     i = int(np.flatnonzero(c.x == 50)[0])
     assert c.n[i] == 2
     assert c.mean[i] == pytest.approx(np.mean(at_50))
-    assert c.hi[i] - c.mean[i] == pytest.approx(T_975[1] * abs(at_50[0] - at_50[1]) / 2)
+    assert (c.lo[i], c.hi[i]) == pytest.approx((min(at_50), max(at_50)))  # two seeds: their values, not t = 12.7
 
 
 def test_t_interval_on_known_numbers():
