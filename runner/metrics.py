@@ -33,7 +33,10 @@ class History:
         self.final: dict[str, float] = {}
         self.best: dict[str, float] = {}
         self.series: list[tuple[int, float]] = []  # (step, primary value)
-        self.reached: dict[str, dict[str, float]] = {}
+        # target name -> {"step": first record reaching it, "after": the metric's record before
+        # that one (null if none), "time_s"}: the crossing lies in (after, step], no closer
+        self.reached: dict[str, dict[str, float | None]] = {}
+        self.recorded_at: dict[str, int] = {}  # metric -> the last step it was recorded at
         self.last_step = 0
 
     def add(self, record: Mapping[str, float]) -> None:
@@ -52,7 +55,9 @@ class History:
                 name = f"{key}>={target:g}" if higher_is_better(key) else f"{key}<={target:g}"
                 hit = value >= target if higher_is_better(key) else value <= target
                 if hit and name not in self.reached:
-                    self.reached[name] = {"step": record["step"], "time_s": record.get("time/elapsed_s", math.nan)}
+                    self.reached[name] = {"step": record["step"], "after": self.recorded_at.get(key),
+                                          "time_s": record.get("time/elapsed_s", math.nan)}
+            self.recorded_at[key] = int(record["step"])
 
     def first_value(self) -> float | None:
         return self.series[0][1] if self.series else None

@@ -5,8 +5,12 @@
 
 The whole dataset lives on the device as one tensor; every step draws the next slice of a
 per-epoch random permutation, augments it on the device (CIFAR: random crop with padding and
-horizontal flip, in batch) and takes one optimizer step. Primary convergence metric:
-`train/grad_norm`.
+horizontal flip, in batch) and takes one optimizer step.
+
+Primary convergence metric: `train/grad_norm`, the norm of the gradient of the objective the
+optimizer actually minimises, measured before the step (`train/loss_grad_norm` is that of the
+loss alone; without weight decay the two are one value). A weight decay that is a gradient term
+(SGD's, Adam's) is part of that objective; a decoupled one (AdamW's) is not (runner/decay.py).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from runner.device import Runtime
-from runner.optim import OptimizerSet
+from runner.decay import coupled_decay
+from runner.optim import OptimizerSet, total_norm
 from tasks.datasets import ImageData
+
 
 
 class Classifier:
@@ -65,6 +71,7 @@ class Classifier:
         self.sharp_x, self.sharp_y = self.x_train[:sharpness_batch], self.y_train[:sharpness_batch]
         self._order = torch.empty(0, dtype=torch.long, device=dev)
         self._pos = 0
+        self._decay: tuple[OptimizerSet, list[tuple[dict, list[Tensor]]]] | None = None  # found once
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
@@ -122,10 +129,27 @@ class Classifier:
             loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
         opt.zero_grad()
         loss.backward(create_graph=opt.create_graph)
+        objective = self._objective_grad_norm(opt) if measure else None  # before the step moves w
         stats = opt.step(measure)
         if not measure:
             return {}
-        return {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
+        out = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
+        out["train/loss_grad_norm"] = out["train/grad_norm"]
+        if objective is not None:
+            out["train/grad_norm"] = objective
+        return out
+
+    def _objective_grad_norm(self, opt: OptimizerSet) -> Tensor | None:
+        """|grad L + wd w| over the tensors whose decay is a gradient term, |grad L| over the
+        rest, on the device; None when no decay is a gradient term (then it is opt's grad_norm)."""
+        if self._decay is None or self._decay[0] is not opt:
+            self._decay = opt, coupled_decay(opt)
+        if not self._decay[1]:
+            return None
+        wd = {id(p): group["weight_decay"] for group, params in self._decay[1] for p in params}
+        with torch.no_grad():
+            return total_norm([p.grad.add(p.detach(), alpha=wd[id(p)]) if id(p) in wd else p.grad
+                               for p in opt.params if p.grad is not None])
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Tensor]:

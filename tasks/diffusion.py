@@ -28,14 +28,19 @@ at step = training steps + N:
   `mmd_bandwidth`) with diff/mmd_floor; for a Gaussian target diff/w2_gauss, the closed-form W2
   between the Gaussian fitted to all samples and the target, with its floor (the same for the
   reference samples); diff/steps, diff/nfe, time/sample_s.
-The target is p_{t_min}, where sampling stops. The summary's `convergence` holds the fitted order:
-the slope of log error against log NFE (= log steps for fixed-step samplers), on the points above
-twice their floor.
+The target is p_{t_min}, where sampling stops. The summary's `convergence` is this task's own
+verdict, against NFE (`conv/x`): the order is minus the slope of log error on log NFE (= log steps
+for fixed-step samplers), with its 95% interval, fitted on the last `metrics.fit_tail` of the
+points above the error floor. The floor is what the error cannot fall below here: the
+reference's own error (`<metric>_floor`), the rounding of the arithmetic the score is computed in
+(float64 closed forms; a network's float32 or bf16), or a plateau where the error stopped falling
+(a learned score's own error, which no step count removes); points within 10x of it are left out.
 """
 
 from __future__ import annotations
 
 import math
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -47,6 +52,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig
 from torch import Tensor, nn
 
+from runner.convergence import MATERIAL, interval, pct, said, slope_fit
 from runner.device import Runtime
 from runner.optim import OptimizerSet
 from tasks.closed_forms import (Process, default_times, gaussian_cov, gaussian_flow, gaussian_mean, make_target,
@@ -107,6 +113,8 @@ class DiffusionSampling:
         self.net = model(in_shape=(self.target.dim + TIME_FEATURES,), num_classes=self.target.dim).to(dev)
         self.learned = not isinstance(self.net, ExactScore)
         self.dyn = Dynamics(self.process, self.learned_score) if self.learned else self.exact
+        # the precision the score is computed in: float64 closed forms, or the network's (autocast)
+        self.precision = (runtime.dtype or torch.float32) if self.learned else torch.float64
         self.total_steps = int(train_steps) if self.learned else 0
         self.sampler, self.grid_kind, self.rho, self.prior = sampler(), grid, rho, prior
         self.samples, self.ot_samples, self.bandwidth = samples, ot_samples, mmd_bandwidth
@@ -224,26 +232,34 @@ class DiffusionSampling:
             coarse = adaptive(velocity, x_T, grid[0], grid[-1], "dopri8", 100 * self.ref_tol)
         return fine, float(((fine - coarse) ** 2).sum(1).mean().sqrt())
 
-    def convergence(self, metric: str, tail: float = 1.0) -> dict[str, float | str | None]:
-        """The empirical order: least squares of log metric on log NFE over the last `tail` fraction
-        (3 at least) of the points above twice their floor (`<metric>_floor`), where the error is
-        in its asymptotic regime and not yet noise; the order is minus the slope."""
-        pts = [(r["diff/nfe"], r[metric]) for r in self.records
-               if metric in r and math.isfinite(r[metric]) and r[metric] > 2 * r.get(f"{metric}_floor", 0.0)]
-        pts = pts[max(0, len(pts) - max(3, math.ceil(tail * len(pts)))):]
-        out: dict[str, float | str | None] = {"conv/metric": metric, "conv/x": "diff/nfe", "conv/points": len(pts),
-                                              "conv/kind": None, "conv/exponent": None, "conv/order": None,
-                                              "conv/r2": None, "conv/rate": None}
-        if len(pts) < 2 or len({n for n, _ in pts}) < 2:
-            return out
-        x, y = np.log([q[0] for q in pts]), np.log([q[1] for q in pts])
-        slope, intercept = np.polyfit(x, y, 1)
-        ss_tot = float(((y - y.mean()) ** 2).sum())
-        r2 = 1 - float(((y - slope * x - intercept) ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
-        self._fitted = ([q[0] for q in pts], float(intercept))  # for the picture's line
-        self.fit = {**out, "conv/kind": "sublinear", "conv/exponent": float(slope), "conv/order": -float(slope),
-                    "conv/r2": r2}
-        return self.fit
+    def convergence(self, metric: str, tail: float = 1.0) -> dict[str, float | str | list | None]:
+        """The verdict on `metric` against NFE (the runner's step fit is replaced whole): its error
+        floor found and left out (`error_floor`), then the order fitted on the last `tail` fraction
+        (3 at least) of the points above it (`order_verdict`)."""
+        pts = [(r["diff/nfe"], r[metric], r.get(f"{metric}_floor", 0.0)) for r in self.records
+               if metric in r and math.isfinite(r[metric]) and r[metric] > 0]
+        nfe, err, ref = (np.array(c, dtype=float).reshape(-1) for c in zip(*pts)) if pts else (np.array([]),) * 3
+        rounding = ROUNDING * float(torch.finfo(self.precision).eps) * math.sqrt(self.second_moment * self.target.dim)
+        k, level, what = error_floor(err, np.maximum(ref, rounding), ref > rounding)
+        first = k  # the fitted points: the last `tail` of those above the floor
+        if what and k < MIN_POINTS:  # (nearly) all at the floor: the verdict is what the error does there
+            first, floor_note = len(nfe), (f"; the error is at a floor from NFE {nfe[k]:g} on ({what}), "
+                                           f"{k} points {FLOOR_MARGIN}x above it: too few for an order")
+        elif what:
+            floor_note = f"; from NFE {nfe[k]:g} on, {len(nfe) - k} left out within {FLOOR_MARGIN}x of {what}"
+        out: dict[str, float | str | list | None] = {
+            "conv/metric": metric, "conv/x": "diff/nfe", "conv/floor": float(nfe[k]) if first < len(nfe) else None,
+            "conv/floor_level": level if first < len(nfe) else None, "conv/local": local_orders(nfe[:k], err[:k])}
+        start = max(0, first - max(MIN_POINTS, math.ceil(tail * first)))
+        verdict = order_verdict(nfe[start:first], err[start:first])
+        if first > k and verdict["conv/kind"] != "stalled":  # a trend at the floor is no order
+            verdict = {**order_verdict(nfe[:k], err[:k]),
+                       **said("none", f"{k} points above the floor, {MIN_POINTS} needed for an order", "")}
+        out.update(verdict)
+        out["conv/reason"] += floor_note if what else ""
+        self._window = nfe[start:first], err[start:first]  # for the picture's line
+        self.fit = out
+        return out
 
     # ---- pictures ------------------------------------------------------------------------------
     def figures(self, run_dir: Path) -> dict[str, Path]:
@@ -275,19 +291,102 @@ class DiffusionSampling:
                 ax.loglog(nfe, [r[key] for r in self.records], "o-", c=f"C{i}", label=key)
                 ax.axhline(self.records[0][f"{key}_floor"], c=f"C{i}", ls=":", lw=1)
         fit = self.fit or self.convergence(self.primary)
+        metric = fit["conv/metric"]
+        if fit["conv/floor"] is not None:  # the points left out as the floor: ringed, and its level
+            left = [(r["diff/nfe"], r[metric]) for r in self.records if r["diff/nfe"] >= fit["conv/floor"]]
+            ax.loglog(*zip(*left), "o", mfc="none", mec="k", ms=9, label=f"left out: floor from NFE {fit['conv/floor']:g}")
+            ax.axhline(fit["conv/floor_level"], c="k", ls="-.", lw=0.8)
         if fit["conv/order"] is not None:
-            x_fit = np.array(self._fitted[0])
-            ax.loglog(x_fit, np.exp(self._fitted[1]) * x_fit ** fit["conv/exponent"], "k--", lw=1,
-                      label=f"fit: NFE^{fit['conv/exponent']:.2f}")
-            ax.set_title(f"{fit['conv/metric']}: fitted order {fit['conv/order']:.2f} on the last "
-                         f"{fit['conv/points']} points", fontsize=9)
+            x, y = (np.array(v) for v in self._window)
+            slope, intercept = np.polyfit(np.log(x), np.log(y), 1)  # the fit's line (its point estimate)
+            ax.loglog(x, np.exp(intercept) * x ** slope, "k--", lw=1.2, label=f"fit: NFE^{slope:.2f}")
+        ax.set_title(textwrap.fill(f"{metric}: {fit['conv/reason']} ([ ]: 95% interval)", 80), fontsize=8)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # 2x10^2 3x10^2 ... overlap
         ax.set_xlabel("NFE (score evaluations)")
-        ax.set_ylabel("error (dotted: noise floor)")
+        ax.set_ylabel("error (dotted: reference or noise floor)")
         ax.legend(fontsize=7)
         errors = run_dir / "error_vs_nfe.png"
         fig.savefig(errors, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return {"diff/samples": samples, "diff/error_vs_nfe": errors}
+
+
+# ---- the order fit ------------------------------------------------------------------------------
+MIN_POINTS = 3     # fewer sampling runs leave no residual to judge a line by (the runs are deterministic
+                   # curves under common random numbers, not noisy steps: 3 suffice where a step fit needs 8)
+FLOOR_MARGIN = 10  # an additive floor E bends log error: the local order falls by E / e, 10% at e = 10 E
+ROUNDING = 16      # the error of exact arithmetic, in eps x rms|x|: rk4 and dopri5 on the Gaussian target
+                   # (closed-form reference) stop falling at 5-9e-15 = 14-24 eps rms|x| in float64
+
+
+def error_floor(err: np.ndarray, level: np.ndarray, reference: np.ndarray) -> tuple[int, float | None, str | None]:
+    """(k, floor level, what the floor is): the points k... are left out. A point is at the floor
+    when its error is within FLOOR_MARGIN of what it cannot be told from: the reference's own
+    error or the arithmetic's rounding (`level`, per point; `reference`: where the reference's
+    is the larger), or the error's own plateau, where it stopped falling (a terminal run falling
+    by less than MATERIAL: a learned score's error, which no step count removes, or a floor
+    under-estimated). The floor is the terminal run of such points; a series flat throughout
+    is left whole (the fit says stalled)."""
+    n = len(err)
+    if n == 0:
+        return 0, None, None
+    y = np.log(err)
+    j = n - 1
+    while j > 0 and y[-1] - y[j - 1] > math.log1p(-MATERIAL):
+        j -= 1
+    plateau = float(np.exp(np.median(y[j:]))) if 0 < j < n - 1 else 0.0
+    at_floor = (err <= FLOOR_MARGIN * level) | (err <= FLOOR_MARGIN * plateau)
+    k = n
+    while k > 0 and at_floor[k - 1]:
+        k -= 1
+    if k == n:
+        return n, None, None
+    known = float(np.max(level[k:]))
+    if plateau > known:
+        return k, plateau, f"the plateau at {plateau:.3g} where the error stopped falling"
+    return k, known, (f"the reference's own error ({known:.3g})" if reference[k:].any()
+                      else f"rounding ({known:.3g})")
+
+
+def order_verdict(nfe: np.ndarray, err: np.ndarray) -> dict[str, float | str | list | None]:
+    """Least squares of log error on log NFE with a Newey-West standard error and a 95% t-interval
+    (runner.convergence.slope_fit); order = -slope. The kind: `none` below MIN_POINTS points;
+    `stalled` when the fitted error changes by less than MATERIAL across the window and every
+    point lies within MATERIAL of the fit; `sublinear` (a power law in NFE) when it falls
+    materially and the slope's interval lies below 0, `diverging` when it grows so; else `none`."""
+    n = len(nfe)
+    out: dict[str, float | str | list | None] = {
+        "conv/kind": "none", "conv/model": None, "conv/rate": None, "conv/rate_ci": None, "conv/order": None,
+        "conv/order_ci": None, "conv/exponent": None, "conv/exponent_ci": None, "conv/t0": None, "conv/se": None,
+        "conv/change": None, "conv/r2": None, "conv/points": n,
+        "conv/window": [float(nfe[0]), float(nfe[-1])] if n else None}
+    where = f"NFE {nfe[0]:g}-{nfe[-1]:g} ({n} points)" if n else ""
+    if n < MIN_POINTS or np.ptp(nfe) == 0:
+        return {**out, **said("none", f"{len(set(nfe))} points of distinct NFE, {MIN_POINTS} needed", where)}
+    x, y = np.log(nfe), np.log(err)
+    fit = slope_fit(x, y)
+    change = math.expm1(fit.slope * (x[-1] - x[0]))
+    out.update({"conv/change": change, "conv/r2": fit.r2})
+    spread = float(np.max(np.abs(y - fit.intercept - fit.slope * x)))
+    order = "order " + interval(-fit.hi, -fit.lo, -fit.slope)
+    if abs(change) < MATERIAL:
+        if spread < math.log1p(MATERIAL):
+            return {**out, **said("stalled", f"error {pct(change)} ({order})", where)}
+        return {**out, **said("none", f"noise-dominated: error {pct(change)}, points up to "
+                                      f"{math.expm1(spread):.1%} off the fit", where)}
+    if not (fit.hi < 0 or fit.lo > 0):
+        return {**out, **said("none", f"no significant trend: {order}, error {pct(change)}", where)}
+    out.update({"conv/kind": "sublinear" if fit.slope < 0 else "diverging", "conv/model": "power", "conv/t0": 0.0,
+                "conv/order": -fit.slope, "conv/order_ci": [-fit.hi, -fit.lo], "conv/exponent": fit.slope,
+                "conv/exponent_ci": [fit.lo, fit.hi], "conv/se": fit.se})
+    return {**out, **said(out["conv/kind"], f"{order} in NFE, error {pct(change)}", where)}
+
+
+def local_orders(nfe: np.ndarray, err: np.ndarray) -> list[list[float | None]]:
+    """[NFE, None, local exponent] between neighbouring step counts (at their geometric mean): where
+    the order settles. The middle entry, a per-step rate, has no meaning against NFE."""
+    return [[float(math.sqrt(a * b)), None, float(math.log(f / e) / math.log(b / a))]
+            for a, b, e, f in zip(nfe[:-1], nfe[1:], err[:-1], err[1:]) if b > a][:64]
 
 
 # ---- validation --------------------------------------------------------------------------------

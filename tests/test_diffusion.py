@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
 from runner.validate import ConfigError, validate
 from tasks.closed_forms import Mixture, gaussian_flow, make_target, w2_gaussian
+from tasks.diffusion import FLOOR_MARGIN, error_floor, order_verdict
 from tasks.samplers import adaptive
 from tests.helpers import build_all, compose_cfg
 
@@ -114,8 +116,92 @@ def test_fitted_order_is_the_samplers_order(sampler):
     t_, _ = task(f"sampler={sampler}", *GAUSSIAN, "task.grid=karras", "task.steps=[16,32,64,128]",
                  "task.samples=1000", "task.ot_samples=100", "task.ref_factor=2")
     list(t_.assess())
-    fit = t_.convergence("diff/err")
-    assert fit["conv/points"] == 4 and fit["conv/order"] == pytest.approx(ORDERS[sampler], abs=0.3), fit
+    fit = t_.convergence("diff/err")  # all 4 points (tail 1.0)
+    assert fit["conv/kind"] == "sublinear" and fit["conv/points"] == 4 and fit["conv/floor"] is None, fit
+    assert fit["conv/order"] == pytest.approx(ORDERS[sampler], abs=0.3), fit
+    lo, hi = fit["conv/order_ci"]
+    assert lo < fit["conv/order"] < hi and hi - lo < 0.5 and fit["conv/exponent_ci"] == [-hi, -lo]
+    assert fit["conv/window"] == [t_.records[0]["diff/nfe"], t_.records[-1]["diff/nfe"]]
+
+
+# Error series with a known answer for the order fit (NFE doubling from 4): a power law, the same
+# with a float64 rounding floor, a learned score's plateau, a flat and a growing one.
+NFE = 4.0 * 2.0 ** np.arange(12)
+
+
+def verdict(err, level=None, reference=False):
+    level = np.zeros_like(err) if level is None else level
+    k, floor, what = error_floor(err, level, np.full(len(err), reference))
+    return k, floor, what, order_verdict(NFE[:k], err[:k])
+
+
+def test_a_power_law_is_sublinear_with_its_order():
+    k, floor, what, v = verdict(3.0 * NFE ** -2.0)
+    assert (k, floor, what) == (12, None, None)
+    assert v["conv/kind"] == "sublinear" and v["conv/order"] == pytest.approx(2.0, abs=1e-9)
+    assert v["conv/order_ci"][0] <= 2.0 <= v["conv/order_ci"][1] and v["conv/window"] == [4.0, 8192.0]
+
+
+def test_a_rounding_floor_and_the_points_within_ten_times_of_it_are_left_out():
+    level = np.full(12, 6e-15)
+    wobble = 1 + 0.3 * np.sin(np.arange(12))  # rounding: irregular around its level
+    err = np.maximum(NFE ** -4.0, 6e-15 * wobble)
+    k, floor, what, v = verdict(err, level)
+    assert NFE[k - 1] ** -4.0 > FLOOR_MARGIN * 6e-15 >= NFE[k] ** -4.0 and floor == 6e-15 and "rounding" in what
+    assert v["conv/kind"] == "sublinear" and v["conv/order"] == pytest.approx(4.0, abs=1e-6)
+
+
+def test_a_plateau_where_the_error_stopped_falling_is_a_floor():
+    """A learned score: the sampler's error falls to the score's own error E and stays there; only
+    the points above 10 E are the discretisation's (3 here), fitted for the order."""
+    err = 2.0 * NFE ** -1.0 + 0.01
+    k, floor, what, v = verdict(err)
+    assert floor == pytest.approx(0.01, rel=0.1) and "plateau" in what and err[k - 1] > 10 * floor >= err[k]
+    assert k == 3 and v["conv/kind"] == "sublinear" and v["conv/order"] == pytest.approx(1.0, abs=0.1)
+    k, floor, what, v = verdict(3.0 * NFE ** -1.0)  # still falling at the end: no plateau
+    assert (k, floor, what) == (12, None, None)
+
+
+def test_flat_growing_and_too_few_points_get_their_own_kinds():
+    assert order_verdict(NFE[:6], np.full(6, 0.3) * (1 + 1e-3 * np.arange(6)))["conv/kind"] == "stalled"
+    grows = order_verdict(NFE[:6], 1e-3 * NFE[:6] ** 0.5)
+    assert grows["conv/kind"] == "diverging" and grows["conv/order"] == pytest.approx(-0.5)
+    few = order_verdict(NFE[:2], NFE[:2] ** -1.0)
+    assert few["conv/kind"] == "none" and few["conv/order"] is None and "3 needed" in few["conv/reason"]
+    noise = order_verdict(NFE[:8], 0.1 * (1 + 0.3 * (-1.0) ** np.arange(8)))  # swings, no trend
+    assert noise["conv/kind"] == "none" and noise["conv/order"] is None, noise
+
+
+def test_a_floor_under_every_point_leaves_the_whole_series_to_say_stalled():
+    err = np.full(6, 0.375) * (1 + 1e-3 * np.arange(6))
+    k, floor, what = error_floor(err, np.zeros(6), np.zeros(6, bool))
+    assert (k, floor, what) == (6, None, None) and order_verdict(NFE[:6], err)["conv/kind"] == "stalled"
+
+
+def test_an_adaptive_solvers_error_reaches_float64_rounding_and_the_floor_is_left_out():
+    """dopri5 on the Gaussian target (closed-form reference, exact but for rounding): the error
+    falls to ~5e-15 at tolerance 4096^-4 and stops; those points are the floor."""
+    t_, _ = task("sampler=dopri5", *GAUSSIAN, "task.steps=[64,128,256,512,1024,2048,4096,8192]",
+                 "task.samples=300", "task.ot_samples=50")
+    records = list(t_.assess())
+    fit = t_.convergence("diff/err", 1.0)
+    errors = [r["diff/err"] for r in records]
+    assert min(errors) < 2e-14 and fit["conv/floor"] is not None and fit["conv/floor_level"] < 1e-13, errors
+    kept = [e for r, e in zip(records, errors) if r["diff/nfe"] < fit["conv/floor"]]
+    assert min(kept) > FLOOR_MARGIN * fit["conv/floor_level"] and "rounding" in fit["conv/reason"], fit
+    assert fit["conv/kind"] == "sublinear" and fit["conv/order"] > 4, fit
+
+
+def test_a_briefly_learned_score_gets_no_order():
+    """300 steps of score matching: the sampler's error, against the exact dynamics, settles at
+    the learned flow's own (~1 here) as the step count grows: no order is claimed."""
+    t_, opts = task("model=mlp", "model.hidden=[32]", "optim=adam", "optim.lr=3e-3", *GAUSSIAN, "sampler=heun",
+                    "task.steps=[4,8,16,32,64,128]", "task.samples=500", "task.ot_samples=100", "task.batch_size=128")
+    for _ in range(300):
+        t_.train_step(opts, measure=False)
+    list(t_.assess())
+    fit = t_.convergence("diff/err", 0.5)
+    assert fit["conv/kind"] in ("stalled", "none") and fit["conv/order"] is None, fit
 
 
 def test_dopri5_error_follows_its_tolerance():
@@ -159,9 +245,19 @@ def test_runner_run_writes_the_grid_the_fitted_order_and_pictures(tmp_path):
     assert {"diff/err", "diff/err_floor", "diff/w2", "diff/w2_floor", "diff/mmd", "diff/mmd_floor"} <= set(records[0])
     s = summary(tmp_path)
     conv = s["convergence"]
-    assert s["status"] == "completed" and conv["conv/metric"] == "diff/err"
-    assert conv["conv/points"] == 3  # metrics.fit_tail=0.5 of 4 points, and 3 at least
+    assert s["status"] == "completed" and conv["conv/metric"] == "diff/err" and conv["conv/x"] == "diff/nfe"
+    # the task's verdict replaces the runner's step fit whole: its keys, and no others
+    assert set(conv) == {f"conv/{k}" for k in (
+        "metric", "x", "kind", "model", "rate", "rate_ci", "order", "order_ci", "exponent", "exponent_ci", "t0", "se",
+        "change", "r2", "points", "window", "floor", "floor_level", "local", "law", "reason")}, sorted(conv)
+    assert conv["conv/kind"] == "sublinear" and conv["conv/model"] == "power" and conv["conv/rate"] is None
+    assert conv["conv/points"] == 3 and conv["conv/window"] == [16, 64]  # metrics.fit_tail=0.5 of 4 points, 3 at least
     assert conv["conv/order"] == pytest.approx(2.0, abs=0.5) and conv["conv/exponent"] == -conv["conv/order"]
+    lo, hi = conv["conv/order_ci"]
+    assert lo < conv["conv/order"] < hi and conv["conv/se"] > 0 and conv["conv/floor"] is None
+    assert [e[0] for e in conv["conv/local"]] == pytest.approx([8 * 2 ** 0.5, 16 * 2 ** 0.5, 32 * 2 ** 0.5])
+    assert conv["conv/reason"].startswith("sublinear: order ") and "over NFE 16-64 (3 points)" in conv["conv/reason"]
+    assert f"verdict on diff/err: {conv['conv/reason']}" in " ".join(proc.stdout.split())  # the terminal says it too
     for key in ("diff/samples", "diff/error_vs_nfe"):
         assert (tmp_path / f"{key[5:]}.png").stat().st_size > 10_000 and s["figures"][key].endswith(".png")
 

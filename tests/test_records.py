@@ -207,3 +207,20 @@ def test_versions_come_from_metadata_and_a_missing_one_is_none(libs):
     got = provenance.versions(libs)
     assert got["torch"] == torch.__version__.split("+")[0]
     assert got["no-such-package-xyz"] is None
+
+
+def test_a_target_records_its_first_logged_step_and_the_metrics_record_before_it():
+    """The crossing of a target lies in (after, step]: `after` is the step of the metric's own
+    previous record (eval/acc every 50 steps here, while train/loss is logged every 10), null
+    when the first record already reached it."""
+    from runner.metrics import History
+
+    h = History("train/loss", {"eval/acc": [0.5, 0.9], "train/loss": [1.0]})
+    for step in range(10, 210, 10):
+        record = {"step": step, "time_s": step / 10, "time/elapsed_s": step / 20, "train/loss": 100.0 / step}
+        if step % 50 == 0:
+            record["eval/acc"] = {50: 0.6, 100: 0.8, 150: 0.95, 200: 0.97}[step]
+        h.add(record)
+    assert h.reached == {"train/loss<=1": {"step": 100, "after": 90, "time_s": 5.0},
+                         "eval/acc>=0.5": {"step": 50, "after": None, "time_s": 2.5},
+                         "eval/acc>=0.9": {"step": 150, "after": 100, "time_s": 7.5}}

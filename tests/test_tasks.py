@@ -63,4 +63,6 @@ def test_task_contract(task, optim, request):
     if "dataset" in cfg.task:  # classifiers: a training loss, and accuracy from each evaluation
         assert "train/loss" in records[0] and 0 <= records[1]["eval/acc"] <= 1 and "eval/acc" in records[-1]
     fit = t.convergence(t.primary) if hasattr(t, "convergence") else fit_tail(history.series)
-    assert fit["conv/points"] >= 3
+    assert fit["conv/points"] >= 3 and fit["conv/x"] in ("step", "diff/nfe")  # a verdict, whoever fits it
+    assert fit["conv/kind"] in ("linear", "sublinear", "diverging", "stalled", "cycling", "none")
+    assert fit["conv/reason"].startswith(fit["conv/kind"]), fit["conv/reason"]
