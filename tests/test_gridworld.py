@@ -188,6 +188,18 @@ def test_exact_methods_never_report_a_negative_gap_and_make_progress(overrides):
         assert min(subopt) < 1e-10, subopt[::30]
 
 
+def test_the_default_run_shows_the_o_1_over_t_regime():
+    # `runner task=gridworld` as shipped (conf/task/gridworld.yaml: uniform start, lr 30): the gap
+    # falls by orders of magnitude within the default 1,000 steps and ends in Mei et al.'s 1/t law
+    # (at SGD's own lr 0.1 and FrozenLake's single start state it moved by 0.8%).
+    task, opts = build()
+    assert task.total_steps == 1000 and opts["policy"].optimizers[0].param_groups[0]["lr"] == 30
+    gaps = [float(task.train_step(opts, measure=True)["rl/subopt"]) for _ in range(task.total_steps)]
+    assert gaps[-1] < 0.01 * gaps[0], (gaps[0], gaps[-1])
+    local_exponent = math.log(gaps[-1] / gaps[499]) / math.log(1000 / 500)  # d log g / d log t over the tail
+    assert -1.15 < local_exponent < -0.9, local_exponent
+
+
 # --- 5. REINFORCE ------------------------------------------------------------------------------
 
 
