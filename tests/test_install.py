@@ -38,9 +38,12 @@ import yaml
 
 from tests.helpers import ROOT
 
+# The checkout's packages, found here and not read from pyproject.toml, so that a folder missing
+# from its `packages` shows as files missing from the wheel (hydra_plugins is a namespace package).
+PACKAGES = tuple(sorted(d.name for d in ROOT.iterdir() if d.name not in ("tests", "conf")
+                        and ((d / "__init__.py").exists() or d.name == "hydra_plugins")))
 # What the build reads; the checkout's other files (.venv, outputs, .git) stay behind.
-SOURCES = ("pyproject.toml", "README.md", "runner", "tasks", "hydra_plugins", "conf")
-PACKAGES = ("runner", "tasks", "hydra_plugins")
+SOURCES = ("pyproject.toml", "README.md", "conf", *PACKAGES)
 JOB = ("logger=none", "task.epochs=1")
 
 
@@ -135,7 +138,7 @@ def test_the_wheel_holds_every_module_and_config(installed):
     package-data, would be missing here (and from every install but the editable one)."""
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     src = installed.sources
-    expected = {str(p.relative_to(src)) for pkg in PACKAGES for p in (src / pkg).rglob("*.py")}
+    expected = {str(p.relative_to(src)) for pkg in PACKAGES for ext in ("py", "yaml") for p in (src / pkg).rglob(f"*.{ext}")}
     expected |= {f"runner/conf/{p.relative_to(src / 'conf')}" for p in (src / "conf").rglob("*") if p.is_file()}
     missing = sorted(expected - names)
     assert not missing, (f"{installed.wheel.name} lacks {len(missing)} files of the checkout: {missing[:10]}. "
