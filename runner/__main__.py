@@ -12,13 +12,15 @@ ends with a table of every job (runner/sweep.py), also when a Ctrl-C stops it.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-from runner import extras, sweep
+from runner import extras, stops, sweep
+from runner.validate_files import dirs_in_argv, syntax_errors
 
 # The configs are the package runner.conf (pyproject.toml maps it onto conf/): the clone's conf/ in
 # an editable install, site-packages/runner/conf in a wheel. find_spec locates it without importing.
@@ -34,12 +36,45 @@ def app(cfg: DictConfig) -> float:
     """One job. Returns the value a sweeper optimises (`objective` in the config; Optuna reads it)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from runner.run import run  # imported here so `runner --help` stays fast
-
-    _exit_codes.append(run(cfg))
+    stops.arm()  # a stop signal from here on (importing torch, between jobs) ends in a summary
     hc = HydraConfig.get()
+    if refused(cfg, hc):
+        _exit_codes.append(1)
+    else:
+        from runner.run import run  # imported here: `runner --help` and a refused config stay fast
+
+        _exit_codes.append(run(cfg))
     minimize = hc.sweeper.get("direction", "minimize") != "maximize"
     return sweep.objective(Path(hc.runtime.output_dir), cfg.objective.metric, cfg.objective.use, minimize)
+
+
+def refused(cfg: DictConfig, hc: DictConfig) -> bool:
+    """Validate the job's config before anything is built or written (the run folder keeps only
+    Hydra's own files): its values without torch (a mistake is refused in about the time Hydra
+    takes to compose), then, if they pass, what needs the classes (torch and the task imported)."""
+    from omegaconf import OmegaConf
+
+    from runner import validate
+    from runner.validate_rules import RuleError
+
+    try:
+        found = validate.problems(cfg, hc.runtime.choices, OmegaConf.to_container(hc.runtime.config_sources))
+    except RuleError as e:  # a `{...}` comment in a config file that is not a rule: the file's author's to fix
+        found = [str(e)]
+    later = "  (then each key is checked against its class, and the task's own checks run)"
+    if not found:
+        later = ""
+        try:
+            from runner.validate_classes import deep_problems  # imports torch and the task
+
+            found = deep_problems(cfg, hc.runtime.choices)
+        except Exception:  # noqa: BLE001 - a check that raised: the run reports it as a failed run
+            found = []
+    if found:
+        text = "invalid config (nothing was run):\n" + "\n".join(f"  - {p}" for p in found)
+        print(text + (f"\n{later}" if later else ""), flush=True)
+        logging.getLogger("runner").error(text)
+    return bool(found)
 
 
 def main() -> None:
@@ -47,6 +82,8 @@ def main() -> None:
     # Hydra would refuse the `+experiment=NAME` that earlier versions of this README used.
     sys.argv = [a[1:] if a.startswith("+experiment=") else a for a in sys.argv]
     extras.require(sys.argv[1:])  # a choice whose plugin is an extra not installed: one line, not Hydra's
+    if errors := syntax_errors([Path(CONF_DIR), *dirs_in_argv(sys.argv[1:])]):  # not PyYAML's traceback
+        raise SystemExit("error: a config file is not valid YAML (nothing was run):\n" + "\n".join(f"  {e}" for e in errors))
     try:
         app()
     except KeyboardInterrupt as e:
@@ -57,8 +94,10 @@ def main() -> None:
         raise
     finally:
         sweep.active = None  # the multirun of this invocation is over
+        stops.disarm()
     # A multirun's verdict comes from its job folders (jobs may have run in other processes).
-    sys.exit(sweep.exit_code if sweep.exit_code is not None else max(_exit_codes, default=0))
+    # A job refused because another process held its folder left no summary of its own: its code counts.
+    sys.exit(max(sweep.exit_code or 0, *_exit_codes, 0))
 
 
 def _show_sweep_table() -> None:
@@ -66,6 +105,8 @@ def _show_sweep_table() -> None:
     shows where its jobs stand."""
     if sweep.active is not None and sweep.exit_code is None:
         callback, config = sweep.active
+        if not any(Path(str(config.hydra.sweep.dir)).glob("**/.hydra")):
+            return  # stopped before its first job (a sweep refused before launch): no table to show
         callback.on_multirun_end(config)
 
 

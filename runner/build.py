@@ -17,7 +17,7 @@ from runner.task import Task
 
 def _plain(node: DictConfig, drop: Sequence[str] = (), lr_scale: float = 1.0) -> DictConfig:
     """The node resolved against the whole config, minus the keys the runner reads itself
-    (validate.RUNNER_KEYS), with its learning rate scaled."""
+    (validate_classes.RUNNER_KEYS), with its learning rate scaled."""
     resolved = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
     if lr_scale != 1.0 and "lr" in resolved:
         resolved["lr"] *= lr_scale

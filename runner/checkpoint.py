@@ -4,118 +4,110 @@
 (`state_dict()` when it has one), every RNG (python, numpy, torch, CUDA), the step and the wandb
 run id. It is saved every `checkpoint_every` steps and when a stop signal arrives, loaded by a
 run of the same config started in the same folder, and removed once the run has finished.
+
+It is read with `torch.load(weights_only=True)`, which builds tensors and Python's own containers
+and numbers only and never runs code from the file, so all it holds is plain (`save` checks).
+A file that is not a valid checkpoint of this config is set aside, never executed: the run says
+so and starts from step 0.
 """
 
 from __future__ import annotations
 
 import os
-import random
-import signal
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from runner import aside, checkpoint_format, rng
 
 CHECKPOINT = "checkpoint.pt"
 
 
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+class CheckpointError(RuntimeError):
+    """A checkpoint that passed `load` but does not fit what this config builds."""
 
 
 def save(run_dir: Path, digest: str, step: int, task: Any, opts: Mapping[str, Any], tracker_id: str | None) -> None:
     """Write the checkpoint atomically (a crash while saving leaves the previous one intact)."""
-    state = {"config_digest": digest, "step": step, "wandb_id": tracker_id, "rng": rng_state(),
+    state = {"config_digest": digest, "step": step, "wandb_id": tracker_id, "rng": rng.state(),
              "models": {role: m.state_dict() for role, m in task.models().items()},
              "optimizers": {role: o.state_dict() for role, o in opts.items()},
              "task": task.state_dict() if callable(getattr(task, "state_dict", None)) else None}
+    if (where := checkpoint_format.not_plain(state, "checkpoint")) is not None:
+        raise TypeError(f"{where} cannot be saved in a checkpoint: torch.load(weights_only=True) reads tensors and "
+                        f"Python's own containers and numbers only (a task's state_dict() converts the rest)")
     tmp = run_dir / f".{CHECKPOINT}.tmp"
     torch.save(state, tmp)
     os.replace(tmp, run_dir / CHECKPOINT)
 
 
 def load(run_dir: Path, digest: str) -> dict[str, Any] | None:
-    """This folder's checkpoint if it was written by a run of the same config."""
+    """This folder's checkpoint if it is a valid one of the config `digest`. Otherwise None: a file
+    that is not is set aside (`checkpoint.pt.rejected-<time>`), and so are the records the run
+    would otherwise overwrite from step 0; either way with a warning."""
     path = run_dir / CHECKPOINT
-    if not path.exists():
+    if not (path.exists() or path.is_symlink()):
+        aside.start_over(run_dir, "there is no checkpoint to resume them from")
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)  # our own file: RNG states are not tensors
-    return state if state.get("config_digest") == digest else None
+    if path.is_symlink() or not path.is_file():
+        why = "is a link, not a file of this folder" if path.is_symlink() else "is not a regular file"
+    else:
+        try:
+            with warnings.catch_warnings():  # torch warns about a pickle protocol it may not read: we say why below
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            why = checkpoint_format.problem(state, digest)
+        except Exception as e:  # noqa: BLE001 - whatever a damaged or hostile file makes the reader raise
+            why = checkpoint_format.unreadable(e)
+    if why is not None:
+        refuse(path, why)
+        aside.start_over(run_dir, f"{CHECKPOINT} could not resume them")
+        return None
+    aside.keep_readable(run_dir, state["step"])
+    return {**state, "path": path}
+
+
+def refuse(path: Path, why: str, then: str = "starting from step 0") -> Path:
+    """Set a checkpoint aside, and say why."""
+    try:
+        kept = aside.set_aside(path, "rejected")
+    except OSError as e:
+        raise CheckpointError(f"{path} {why}, and it could not be set aside ({e}): remove it, "
+                              f"or move it away, to start from step 0") from e
+    aside.warn(f"{path} {why}: set aside as {kept.name}; {then}")
+    return kept
 
 
 def restore(state: Mapping[str, Any], task: Any, opts: Mapping[str, Any]) -> None:
     """Put a freshly built task and its optimizers in the checkpoint's state, RNGs last (building
-    the task drew from them)."""
-    for role, module in task.models().items():
-        module.load_state_dict(state["models"][role])
-    for role, o in opts.items():
-        o.load_state_dict(state["optimizers"][role])
-    if state["task"] is not None:
-        task.load_state_dict(state["task"])
-    set_rng_state(state["rng"])
+    the task drew from them). A checkpoint that does not fit them (code changed since it was
+    saved) is set aside, and the run fails once: the next start begins at step 0."""
+    try:
+        for role, module in task.models().items():
+            module.load_state_dict(state["models"][role])
+        for role, o in opts.items():
+            o.load_state_dict(state["optimizers"][role])
+        if state["task"] is not None:
+            task.load_state_dict(state["task"])
+        rng.restore(state["rng"])
+    except Exception as e:  # noqa: BLE001 - the state was read from a file: anything may not fit
+        if "path" not in state:
+            raise
+        kept = refuse(state["path"], f"does not fit the models and optimizers this config builds "
+                      f"({type(e).__name__}: {e})", then="the next start begins at step 0")
+        raise CheckpointError(f"{state['path']} does not fit this config: set aside as {kept.name}; "
+                              f"run again to start from step 0") from e
 
 
 def remove(run_dir: Path) -> None:
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
 
 
-# ---- stop signals -----------------------------------------------------------------------------
-class Stopped(KeyboardInterrupt):
-    """The run stopped at a step boundary on a signal, its checkpoint saved."""
-
-    def __init__(self, signum: int, step: int):
-        self.signum, self.step = signum, step
-        self.exit_code = 130 if signum == signal.SIGINT else 128 + signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved")
-
-
-class StopSignals:
-    """While active, SIGINT (first Ctrl-C), SIGTERM and SIGUSR2 (SLURM's preemption and time-limit
-    warning) ask the loop to stop at the next step boundary. A second Ctrl-C stops at once.
-    Handlers found before (submitit's requeue on SIGUSR2) are called once the run is wrapped up."""
-
-    SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR2", None)) if s is not None)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __enter__(self) -> StopSignals:
-        try:
-            for s in self.SIGNALS:
-                self.previous[s] = signal.signal(s, self._handle)
-        except ValueError:  # not the main thread (a launcher running jobs in threads): default handling
-            self.previous.clear()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-    def pass_on(self) -> None:
-        """Call the handler that was there before for the signal received (after __exit__): under
-        submitit this checkpoints the job's submission and requeues it."""
-        handler = self.previous.get(self.received) if self.received is not None else None
-        if callable(handler) and self.received != signal.SIGINT:
-            handler(self.received, None)
+# ---- stop signals: runner/stops.py (no torch there: the app installs them before importing torch) ----
+from runner.stops import Stopped, StopSignals  # importable from here as before
 
 
 class Checkpointer:

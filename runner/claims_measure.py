@@ -10,7 +10,6 @@ summary predates intervals), saying why.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Mapping
@@ -22,6 +21,8 @@ from omegaconf import OmegaConf
 
 from runner.claims_expr import Expr, ExprError
 from runner.claims_spec import Claim
+from runner.metrics import read_records
+from runner.runfiles import Unreadable, read_yaml
 
 INTERVAL = ("conv/rate", "conv/exponent", "conv/order")  # measures that must come with conv/<x>_ci
 
@@ -47,10 +48,11 @@ class Row:
 
 
 def read_summary(run: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run / "summary.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    """The job's summary.json checked as every reader checks it ({} when missing or unreadable)."""
+    from runner.sweep import read_summary as checked
+
+    s = checked(run)
+    return s if isinstance(s, dict) else {}
 
 
 def measure(claim: Claim, run: Path, summary: Mapping[str, Any] | None = None) -> Measured:
@@ -94,11 +96,14 @@ def measure(claim: Claim, run: Path, summary: Mapping[str, Any] | None = None) -
 def _tail(run: Path, metric: str, s: Mapping[str, Any]) -> Measured:
     """Mean of a metric's records in the second half of the run, with their range."""
     try:
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return Measured(reason=f"no metrics.jsonl in {run}")
+        records = read_records(run / "metrics.jsonl")
+    except OSError as e:
+        return Measured(reason=f"metrics.jsonl of {run} not read ({e.strerror or e})")
+    except ValueError as e:
+        return Measured(reason=str(e))
     half = (s.get("steps") or 0) / 2
-    values = [r[metric] for r in records if metric in r and r["step"] >= half and r[metric] is not None]
+    values = [float(r[metric]) for r in records  # NaN and inf (null + "nonfinite" on disk) count: they are results
+              if isinstance(r.get(metric), (int, float)) and isinstance(r.get("step"), (int, float)) and r["step"] >= half]
     if not values:
         return Measured(reason=f"{metric}: no records in the second half of the run")
     return Measured(statistics.fmean(values), [min(values), max(values)])
@@ -106,7 +111,13 @@ def _tail(run: Path, metric: str, s: Mapping[str, Any]) -> Measured:
 
 def scope(run: Path, summary: Mapping[str, Any], reference: Any = None) -> dict[str, Any]:
     """What the claim's expressions may read: the job's resolved config and its summary."""
-    cfg = OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml"), resolve=True)
+    try:  # the safe loader (no tags run), then OmegaConf for Hydra's interpolations
+        found, raw = read_yaml(run / ".hydra", "config.yaml")
+    except Unreadable as e:
+        raise ValueError(f"{run}: {e}") from None
+    if not found or not isinstance(raw, dict):
+        raise ValueError(f"{run}: .hydra/config.yaml missing or not a mapping")
+    cfg = OmegaConf.to_container(OmegaConf.create(raw), resolve=True)
     return {**cfg, "summary": dict(summary), "final": summary.get("final") or {}, "best": summary.get("best") or {},
             "conv": summary.get("convergence") or {}, "reference": reference}
 
@@ -140,7 +151,7 @@ def judge(claim: Claim, row: Row, reference: Any = None) -> Row:
         got = measure(claim, run, s)
         try:
             expected = predict(claim, scope(run, s, reference)) if s else None
-        except (ExprError, OSError) as e:
+        except (ExprError, OSError, ValueError) as e:  # ValueError: the job's config.yaml unreadable
             expected, got.reason = None, got.reason or f"prediction: {e}"
         ok = got.value is not None and expected is not None and not (
             claim.measure in INTERVAL and got.ci is None) and holds(claim, got.value, expected)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-PRECISIONS = ("auto", "fp32", "bf16")
 # On CUDA the host thread only launches kernels (the data lives on the device); a few threads
 # serve the small CPU-side pieces (figures, fits). Not measured: no GPU where this was written.
 CUDA_HOST_THREADS = 4

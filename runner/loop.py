@@ -17,9 +17,11 @@ import torch
 from runner.device import Runtime
 from runner.optim import OptimizerSet
 from runner.sharpness import top_hessian_eigenvalue
+from runner.stops import StopSignals, pause_point
 from runner.task import Task
 
 Emit = Callable[[dict[str, float]], str | None]  # returns a reason when the run diverged
+ASSESSING = "during the measurements after training (the task's assess())"
 
 
 class Clock:
@@ -106,12 +108,18 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
     return total, None
 
 
-def assess(task: Task, emit: Emit, start: float) -> str | None:
+def assess(task: Task, emit: Emit, start: float, signals: StopSignals | None = None) -> str | None:
     """The task's measurements after training (the optional hook `task.assess()`, e.g. a diffusion
     sampler at every step count of its grid): each record is emitted as it comes, `time_s` counted
-    from `start` (the run's perf_counter origin). Returns the divergence reason or None."""
-    for record in task.assess():
+    from `start` (the run's perf_counter origin). A stop signal ends the task's computation at once
+    (`signals`), never a record being written. Returns the divergence reason or None."""
+    records = iter(task.assess())
+    while True:
+        with signals.interruptible(ASSESSING) if signals is not None else contextlib.nullcontext():
+            pause_point("assess")
+            record = next(records, None)
+        if record is None:
+            return None
         reason = emit({**record, "time_s": time.perf_counter() - start})
         if reason:
             return reason
-    return None

@@ -1,18 +1,25 @@
 """The run folder's metric files: `metrics.jsonl` as the run goes, `summary.json` at the end.
 
-`metrics.jsonl` holds one JSON object per logged step, appended and flushed at once, so a crash
-loses at most the interval in flight. `summary.json` is written atomically (temporary file, then
-rename) whatever the run's ending.
+`metrics.jsonl` holds one strict-JSON object per logged step (runner.strict_json), each line
+written whole or not at all and given to the OS at once, so a kill loses at most the record in
+flight and a full disk leaves only whole lines. `summary.json` is written atomically (temporary
+file, then rename) whatever the run's ending; `.reserve`, a little disk space set aside while the
+run goes, is given back just before it, so a run that filled the disk still leaves its summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from runner.strict_json import decode, encode, write_json_atomic  # noqa: F401 - write_json_atomic: importable from here
+
+RESERVE, RESERVE_BYTES = ".reserve", 256 << 10  # a summary is a few to tens of KB, runner.log's traceback a few
 
 # Metrics for which larger is better; every other metric (losses, gaps, norms) is minimised.
 HIGHER_IS_BETTER = ("acc", "return", "modes", "hq")
@@ -64,41 +71,92 @@ class History:
 
 
 class MetricsFile:
+    """metrics.jsonl, written as the run goes: each record is one line, given to the OS in one
+    write(2) as soon as it is made (a kill loses at most the record in flight), whole or not at
+    all: when a write fails (a full or read-only disk) the file is cut back to its last whole line
+    and the error raised names the file."""
+
     def __init__(self, path: Path, keep_until: int | None = None):
         """A new file, or (a resumed run) the existing one cut back to the records up to step
         `keep_until`, so no step appears twice; those records are in `kept`."""
-        self.path = path
-        self.kept = [r for r in read_records(path) if r["step"] <= keep_until] \
-            if keep_until is not None and path.exists() else []
-        with path.open("w") as f:
-            f.writelines(json.dumps(r, allow_nan=True) + "\n" for r in self.kept)
-        self._f = path.open("a")
+        self.path, self.kept, size = path, [], 0
+        if keep_until is not None and path.exists():
+            self.kept, size = _records_until(path, keep_until)
+            os.truncate(path, size)  # one call: a kill leaves the file as it was or cut, never emptied
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | (0 if size else os.O_TRUNC), 0o644)
+        self.size = size  # bytes of whole lines
+        self.last_step = int(self.kept[-1]["step"]) if self.kept else None  # of the last whole line
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._f.write(json.dumps(record, allow_nan=True) + "\n")
-        self._f.flush()
+        data = (encode(record) + "\n").encode()
+        try:
+            done = os.write(self.fd, data)
+            while done < len(data):  # a short write (a disk filling up): the rest, or the error
+                done += os.write(self.fd, data[done:])
+        except OSError as e:
+            with contextlib.suppress(OSError):  # on a full disk too: cutting frees space
+                os.ftruncate(self.fd, self.size)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
+        self.size += len(data)
+        self.last_step = int(record["step"])
 
     def close(self) -> None:
-        self._f.close()
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def _records_until(path: Path, step: int) -> tuple[list[dict[str, Any]], int]:
+    """The records up to `step` at the start of `path`, and the bytes they take. Reading stops at
+    a line that is not a whole record (a line cut short by a kill)."""
+    records, size = [], 0
+    with path.open("rb") as f:
+        for line in f:
+            try:
+                record = decode(json.loads(line)) if line.endswith(b"\n") else None
+            except ValueError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int) or record["step"] > step:
+                break
+            records.append(record)
+            size += len(line)
+    return records, size
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    with path.open() as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every record of a metrics.jsonl, non-finite values back as floats. A last line cut short (no
+    newline) is left out; any other line that is not JSON raises ValueError naming it."""
+    records = []
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(decode(json.loads(line)))
+            except ValueError as e:
+                if not line.endswith(b"\n"):
+                    break
+                raise ValueError(f"{path} line {number}: not a JSON record ({e})") from None
+    return records
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+def reserve(run_dir: Path) -> Path | None:
+    """Set RESERVE_BYTES of disk space aside in `run_dir` (None: the disk is full already)."""
+    path = run_dir / RESERVE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)  # blocks allocated, nothing written
+        finally:
+            os.close(fd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return None
+    return path
 
 
-def _jsonable(obj: Any) -> Any:
-    """Non-finite floats become null, so summary.json is strict JSON that any tool can read."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
+def give_back(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.unlink()

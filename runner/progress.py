@@ -18,8 +18,6 @@ from rich.progress import Progress, ProgressBar, ProgressColumn, Task
 from rich.table import Column, Table
 from rich.text import Text
 
-from runner.metrics import read_records
-
 LIVE_KEYS = ("train/loss", "eval/acc", "eval/loss")
 BAR = (10, 30)  # the bar's narrowest and widest (columns)
 SEP = "  "  # between live metrics
@@ -141,8 +139,26 @@ class Reporter:
 
 
 def records_after(metrics: Path, step: int) -> int:
-    """How many records of `metrics.jsonl` come after training step `step` (a task's assess())."""
-    return sum(r["step"] > step for r in read_records(metrics)) if metrics.exists() else 0
+    """How many records of `metrics.jsonl` come after training step `step` (a task's assess()). A
+    line that is not a record (a last line cut short by a full disk) does not count, nor does a
+    file that cannot be read: this only words the closing line."""
+    import json
+
+    from runner.runfiles import MAX_RECORDS_BYTES, Unreadable, read_text
+    from runner.schema import is_number
+
+    try:
+        text = read_text(metrics.parent, metrics.name, MAX_RECORDS_BYTES) or ""
+    except Unreadable:
+        return 0
+    count = 0
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        count += isinstance(record, dict) and is_number(record.get("step")) and record["step"] > step
+    return count
 
 
 def work(summary: Mapping[str, Any], after: int = 0) -> str:

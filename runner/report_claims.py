@@ -21,11 +21,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from runner.report_conv import conv, geometric_curve, median_span, value_at
-from runner.report_figures import colours, panels_figure
+from runner.report_figures import colours, panels_figure, plain
 from runner.report_fit import NAMES, Stat, value_text
 from runner.report_html import Table
 from runner.report_text import number
 from runner.results import SKIP_DIRS, Run
+from runner.runfiles import Unreadable, kind, read_json
+from runner.schema import is_number
 
 CLAIM_FILE = "claim.json"
 
@@ -41,8 +43,10 @@ class Claim:
     data: dict[str, Any]       # the whole file (statement, predict, tolerance, ...: shown when there)
 
 
-def read_claims(paths: Iterable[Path]) -> list[Claim]:
-    """Every claim.json at or below `paths` (one per claim's sweep folder)."""
+def read_claims(paths: Iterable[Path], unreadable: list[tuple[Path, str]] | None = None) -> list[Claim]:
+    """Every claim.json at or below `paths` (one per claim's sweep folder), read as untrusted input
+    like the runs: one that cannot be used is added to `unreadable` with why (without that list:
+    ValueError)."""
     found: dict[Path, None] = {}
     for root in paths:
         for folder, dirs, files in os.walk(root):
@@ -52,12 +56,35 @@ def read_claims(paths: Iterable[Path]) -> list[Claim]:
     claims = []
     for path in found:
         try:
-            d = json.loads(path.read_text())
-            claims.append(Claim(path, str(d["name"]), str(d.get("source") or "-"), str(d["measure"]),
-                                str(d.get("relation") or "=="), list(d["rows"]), d))
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}: not a claim file (name, measure and rows needed): {e!r}") from None
+            d = check_claim(read_json(path.parent, CLAIM_FILE)[1])
+            claims.append(Claim(path, d["name"], str(d.get("source") or "-"), d["measure"],
+                                str(d.get("relation") or "=="), d["rows"], d))
+        except ValueError as e:  # Unreadable too
+            why = str(e) if isinstance(e, Unreadable) else f"{CLAIM_FILE}: {e}"
+            if unreadable is None:
+                raise ValueError(f"{path}: not a claim file: {why}") from None
+            unreadable.append((path, why))
     return claims
+
+
+def check_claim(d: Any) -> dict[str, Any]:
+    """`d` if it has what the report reads from a claim file, else ValueError saying what is wrong."""
+    if not isinstance(d, dict):
+        raise ValueError(f"holds {kind(d)}, not an object")
+    for key in ("name", "measure"):
+        if not isinstance(d.get(key), str):
+            raise ValueError(f"{key} is {kind(d.get(key))}, not a string")
+    if not isinstance(d.get("rows"), list) or not all(isinstance(row, dict) for row in d["rows"]):
+        raise ValueError(f"rows is {kind(d.get('rows'))}, not a list of objects")
+    for i, row in enumerate(d["rows"]):
+        ci, runs, setting = row.get("ci"), row.get("runs"), row.get("setting")
+        if ci is not None and not (isinstance(ci, list) and len(ci) == 2 and all(v is None or is_number(v) for v in ci)):
+            raise ValueError(f"rows[{i}].ci is {kind(ci)}, not null or a list of two numbers")
+        if runs is not None and not (isinstance(runs, list) and all(isinstance(r, str) for r in runs)):
+            raise ValueError(f"rows[{i}].runs is {kind(runs)}, not a list of folders")
+        if setting is not None and not isinstance(setting, dict):
+            raise ValueError(f"rows[{i}].setting is {kind(setting)}, not an object")
+    return d
 
 
 def claim_runs(claim: Claim, row: dict[str, Any], runs: Sequence[Run]) -> list[Run]:
@@ -123,8 +150,8 @@ def claim_figure(claim: Claim, runs: Sequence[Run]) -> Figure | None:
     if not rows:
         return None
     axis = "nfe" if claim.measure == "conv/order" else "step"
-    handles = [Line2D([], [], color=c, lw=4, alpha=0.5, label=f"{setting_text(row)} [{row.get('verdict', '-')}]: "
-                      f"predicted {NAMES[claim.measure]} {row['predicted']:.7g}") for (row, _), c in zip(rows, colours(len(rows)))]
+    handles = [Line2D([], [], color=c, lw=4, alpha=0.5, label=plain(f"{setting_text(row)} [{row.get('verdict', '-')}]: "
+                      f"predicted {NAMES[claim.measure]} {row['predicted']:.7g}")) for (row, _), c in zip(rows, colours(len(rows)))]
     fig, (ax,) = panels_figure(1.8, 1, handles + [Line2D([], [], color="k", ls="--", label="predicted law")])
     measured = []
     for i, ((row, rs), colour) in enumerate(zip(rows, colours(len(rows)))):
@@ -144,10 +171,10 @@ def claim_figure(claim: Claim, runs: Sequence[Run]) -> Figure | None:
         ax.set_ylim(v.min() / 3, v.max() * 3)
     ax.set_yscale("log")
     ax.set_xscale("log" if axis == "nfe" else "linear")
-    ax.set(xlabel="NFE" if axis == "nfe" else "step", ylabel=conv(rows[0][1][0]).get("conv/metric") or "primary metric")
+    ax.set(xlabel="NFE" if axis == "nfe" else "step", ylabel=plain(conv(rows[0][1][0]).get("conv/metric") or "primary metric"))
     ax.grid(True, alpha=0.3)
-    fig.suptitle(f"claim {claim.name}: measured {claim.measure} {claim.relation} predicted\n"
-                 f"source: {textwrap.shorten(claim.source, 110, placeholder=' ...')}\n"
+    fig.suptitle(plain(f"claim {claim.name}: measured {claim.measure} {claim.relation} predicted\n"
+                       f"source: {textwrap.shorten(claim.source, 110, placeholder=' ...')}\n") +
                  "wide: measured (geometric mean over the setting's runs); dashed: predicted, from the fit window's "
                  "start (dot)", fontsize=10)
     return fig

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from runner.aggregate import curve, median_curve
-from runner.report_figures import colours, panels_figure
+from runner.report_figures import colours, panels_figure, plain
 from runner.report_fit import NAMES, group_fit, value_text
 from runner.results import Group, Run
 
@@ -84,7 +84,8 @@ def local_figure(groups: Sequence[Group]) -> Figure | None:
     panels = {k: v for k, v in panels.items() if v}
     if not panels:
         return None
-    handles = [Line2D([], [], color=c, lw=2, label=f"{g.label}: {fit.kinds}") for v in panels.values() for g, c, fit, _ in v]
+    handles = [Line2D([], [], color=c, lw=2, label=plain(f"{g.label}: {fit.kinds}")) for v in panels.values()
+               for g, c, fit, _ in v]
     fig, axes = panels_figure(len(panels) + 0.5, len(panels), handles)
     for ax, (which, entries) in zip(axes, panels.items()):
         shown = []
@@ -126,7 +127,7 @@ def order_figure(groups: Sequence[Group]) -> Figure | None:
     for g, colour in zip(entries, colours(len(entries))):
         fit = group_fit(g)
         text = f"order {value_text(fit.stat)}" if fit.measure == "conv/order" else fit.kinds
-        handles.append(Line2D([], [], color=colour, marker="o", lw=1.5, label=f"{g.label}: {text}"))
+        handles.append(Line2D([], [], color=colour, marker="o", lw=1.5, label=plain(f"{g.label}: {text}")))
     local = any(local_tracks(g) for g in entries)
     fig, axes = panels_figure(2.2 if local else 1.5, 2 if local else 1, handles)
     ax, metric, shown = axes[0], None, []
@@ -146,7 +147,7 @@ def order_figure(groups: Sequence[Group]) -> Figure | None:
         if local and local_tracks(g):
             shown += draw_local(axes[1], g, [(t[:, 0], -t[:, 2]) for t in local_tracks(g)], colour, span, order)
     ax.set_yscale("log")
-    ax.set(ylabel=metric)
+    ax.set(ylabel=plain(metric))
     for a in axes:
         a.set_xscale("log")
         a.set(xlabel="function evaluations of the sampler (NFE)")

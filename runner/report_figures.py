@@ -18,8 +18,15 @@ from matplotlib.ticker import FixedLocator, NullLocator
 
 from runner.aggregate import AXES, Curve, band, curve
 from runner.results import Group
+from runner.schema import is_number
 
 WIDTH, HEIGHT = 5.2, 3.9  # inches per panel; the legend adds a row height per line of entries
+
+
+def plain(text: object) -> str:
+    """Text from a run folder (a group's overrides, a metric's or a key's name) as matplotlib shows
+    it: every `$` escaped, so `$...$` is never parsed as math (an unparsable one stops savefig)."""
+    return str(text).replace("$", r"\$")
 
 
 def colours(n: int) -> list:
@@ -41,8 +48,9 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
     axes = [a for a in AXES if any(d[a] for d in every.values())]
     axes = ["nfe"] if "nfe" in axes else axes  # a sampler's error: against NFE alone (its step is not a time)
     drawn = {k: {a: d[a] for a in axes} for k, d in every.items()}
-    handles = [Line2D([], [], color=c, lw=2, label=f"{g.label} (n={max(int(k.n.max()) for k in drawn[id(g)].values() if k)})")
-               for g, c in zip(groups, colours(len(groups))) if any(drawn[id(g)].values())]
+    seeds = {id(g): max(int(k.n.max()) for k in drawn[id(g)].values() if k) for g in groups if any(drawn[id(g)].values())}
+    handles = [Line2D([], [], color=c, lw=2, label=plain(f"{g.label} (n={seeds[id(g)]})"))
+               for g, c in zip(groups, colours(len(groups))) if id(g) in seeds]
     fig, panels = panels_figure(max(len(axes), 1.6), len(axes), handles, sharey=True)  # room for the title
     steady = [g for g in groups if any(r.status == "completed" for r in g.runs)] or list(groups)
     for ax, axis in zip(panels, axes):
@@ -60,11 +68,11 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
     for ax, axis in zip(panels, axes):
         for g, colour in zip(groups, colours(len(groups))):
             _mark_divergence(ax, g, metric, axis, colour)
-    panels[0].set_ylabel(metric)
+    panels[0].set_ylabel(plain(metric))
     what = ("geometric mean over seeds; band: 95% t-interval of log10 values" if kind == "log"
             else "mean over seeds; band: 95% t-interval of the mean across seeds")
     what += " (2 seeds: their two values)"
-    fig.suptitle(f"{metric}\n{what}; x = a run diverged there", fontsize=10)
+    fig.suptitle(f"{plain(metric)}\n{what}; x = a run diverged there", fontsize=10)
     return fig
 
 
@@ -105,7 +113,7 @@ def lr_figure(groups: Sequence[Group], key: str, metrics: Sequence[str], log_met
     for log-scaled metrics); red k/n over a point: k of its n runs diverged or failed."""
     families: dict[str, list[Group]] = {}
     for g in groups:
-        if key in g.config:
+        if is_number(v := g.config.get(key)) and math.isfinite(v) and v > 0:  # a point on a log axis
             rest = json.dumps({k: v for k, v in g.config.items() if k != key}, sort_keys=True, default=str)
             families.setdefault(rest, []).append(g)
     families = {k: sorted(f, key=lambda g: float(g.config[key])) for k, f in families.items() if len(f) > 1}
@@ -113,8 +121,8 @@ def lr_figure(groups: Sequence[Group], key: str, metrics: Sequence[str], log_met
     metrics = [m for m in metrics if any(_finite(r.summary["final"].get(m)) for r in completed)]
     if not metrics:
         return None
-    handles = [Line2D([], [], color=c, marker="o", label=" ".join(t for t in f[0].label.split()
-                                                                  if not t.startswith(f"{key}=")) or "all runs")
+    handles = [Line2D([], [], color=c, marker="o", label=plain(" ".join(t for t in f[0].label.split()
+                                                                        if not t.startswith(f"{key}=")) or "all runs"))
                for f, c in zip(families.values(), colours(len(families)))]
     fig, panels = panels_figure(max(len(metrics), 2), len(metrics), handles)
     lrs_all = sorted({float(g.config[key]) for f in families.values() for g in f})
@@ -137,9 +145,9 @@ def lr_figure(groups: Sequence[Group], key: str, metrics: Sequence[str], log_met
         ax.xaxis.set_major_locator(FixedLocator(lrs_all))
         ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticklabels([f"{v:g}" for v in lrs_all], fontsize=8)
-        ax.set(xlabel=key, ylabel=f"final {metric}")
+        ax.set(xlabel=plain(key), ylabel=plain(f"final {metric}"))
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"final metrics against {key}: mean over completed runs ({'geometric on log axes, ' if log_metrics else ''}"
+    fig.suptitle(f"final metrics against {plain(key)}: mean over completed runs ({'geometric on log axes, ' if log_metrics else ''}"
                  "bars: 95% t-interval; 2 runs: their values)\nk/n above the plot: k of the n runs at that learning rate diverged or failed (not in the mean)",
                  fontsize=10)
     return fig

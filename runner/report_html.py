@@ -8,6 +8,9 @@ import html
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from runner.provenance import differing, flatten
 from runner.report_fit import NAMES, group_fit, value_text
@@ -35,9 +38,21 @@ def status_counts(runs: Sequence[Run]) -> str:
 
 
 def steps_text(runs: Sequence[Run]) -> str:
-    steps = sorted({int(r.summary["steps"]) if r.summary else int(r.columns["step"][-1]) if "step" in r.columns
-                    else 0 for r in runs})
+    steps = sorted({r.summary["steps"] if r.summary.get("steps") is not None else _last_step(r) for r in runs})
     return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+
+
+def _last_step(run: Run) -> int:
+    steps = run.columns.get("step")
+    steps = steps[np.isfinite(steps)] if steps is not None else ()
+    return int(steps[-1]) if len(steps) else 0
+
+
+def unreadable_table(folders: Sequence[tuple[Path, str]]) -> Table | None:
+    """The run folders (and claim files) left out of the report because a file in them cannot be used."""
+    return Table("Run folders that could not be read", "left out of every number, curve and fit; each file is "
+                 "read as untrusted input, and the first problem found is shown",
+                 ["run folder", "why"], [[str(path), why] for path, why in folders]) if folders else None
 
 
 def overview(groups: Sequence[Group], log: Collection[str] = ()) -> Table:

@@ -5,23 +5,26 @@ Everything comes from local files: `.hydra/config.yaml` and `overrides.yaml`, `m
 `summary.json`. A folder with records but no summary is a run still going or killed
 (`unfinished`): its curves are drawn, its numbers stay out of the final tables. Repeats of one
 seed (same seed and `config_digest` in two folders, e.g. a sweep run again with rerun=true into
-another folder) count once: the one that finished last is kept, the others are listed.
+another folder) count once: the one that finished last is kept, the others are listed. Every
+file is untrusted input (runner.runfiles): a folder with a file that cannot be used is left out
+and listed with why, and the other runs are read.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from runner.records import read_columns
+from runner.runfiles import Unreadable, kind, read_json, read_yaml
+from runner.schema import check_summary, is_number
 
 SKIP_DIRS = {".hydra", "wandb", "report", "__pycache__", ".replaced", ".submitit"}  # .replaced: runs set aside by a re-run
 # config keys that do not change what a run computes (runner.identity.NOT_IDENTITY, and data_dir)
@@ -29,6 +32,7 @@ NOT_GROUPED = ("seed", "logger", "data_dir", "rerun", "checkpoint_every", "total
 NOT_LABELLED = ("seed", "rerun", "checkpoint_every")  # overrides that do not name a group
 FINISHED = ("completed", "diverged")          # runs whose final values and fit are results
 UNFINISHED = "unfinished"                     # records but no summary.json: running, or killed
+CONFIG, OVERRIDES = ".hydra/config.yaml", ".hydra/overrides.yaml"
 
 
 @dataclass
@@ -78,53 +82,41 @@ def find_runs(paths: Iterable[Path]) -> list[Path]:
     return sorted(found, key=lambda p: [int(s) if s.isdigit() else s for s in re.split(r"(\d+)", str(p))])
 
 
+def read_runs(folders: Iterable[Path]) -> tuple[list[Run], list[tuple[Path, str]]]:
+    """The runs in `folders`, and the folders that could not be read with why: one bad file leaves
+    out its run, never the others."""
+    runs, unreadable = [], []
+    for folder in folders:
+        try:
+            runs.append(read_run(folder))
+        except Unreadable as e:
+            unreadable.append((folder, str(e)))
+        except RecursionError:
+            unreadable.append((folder, "a file nested too deeply to be one of the runner's"))
+        except Exception as e:  # noqa: BLE001 - a case the checks missed still costs one run, not the report
+            unreadable.append((folder, f"{type(e).__name__}: {e}"))
+    return runs, unreadable
+
+
 def read_run(path: Path) -> Run:
-    config = _yaml(path / ".hydra" / "config.yaml") or {}
-    overrides = _yaml(path / ".hydra" / "overrides.yaml") or []
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
-    metrics = path / "metrics.jsonl"
-    flat = flatten(config)
+    """One run folder (runner.runfiles reads each file as untrusted input); Unreadable says which
+    file is wrong and how."""
+    found, config = read_yaml(path, CONFIG)
+    if found and not isinstance(config, dict):
+        raise Unreadable(f"{CONFIG} holds {kind(config)}, not a mapping of config keys")
+    found, overrides = read_yaml(path, OVERRIDES)
+    if found and not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
+        raise Unreadable(f"{OVERRIDES} holds {kind(overrides)}, not a list of overrides (strings)")
+    found, summary = read_json(path, "summary.json")
+    try:
+        summary = check_summary(summary) if found else {}
+    except ValueError as e:
+        raise Unreadable(f"summary.json: {e}") from None
+    flat = flatten(config or {})
     return Run(path, flat.get("seed"),
                {k: v for k, v in flat.items() if k.split(".")[0] not in NOT_GROUPED},
-               [o for o in overrides if o.lstrip("+~").split("=")[0] not in NOT_LABELLED],
-               summary, read_columns(metrics) if metrics.exists() else {})
-
-
-def read_columns(path: Path) -> dict[str, np.ndarray]:
-    """metrics.jsonl as one float array per key (NaN where a record lacks the key). A last line
-    cut short by a kill is dropped."""
-    lines = path.read_text().splitlines()
-    try:  # one parser call for the whole file: several times faster than one per line
-        records = json.loads("[" + ",".join(line for line in lines if line.strip()) + "]")
-    except json.JSONDecodeError:  # a kill cut the last line short; any other bad line is an error
-        try:
-            records = [json.loads(line) for line in lines[:-1] if line.strip()]
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: a line that is not a JSON record ({e})") from None
-    if not records:
-        return {}
-    # Most records carry the same keys (eval metrics come every eval_every steps): those are read
-    # with one itemgetter call each, the rest key by key.
-    usual = records[len(records) // 2].keys()
-    odd = [i for i, r in enumerate(records) if r.keys() != usual]
-    keys = list(dict.fromkeys(itertools.chain(usual, *(records[i] for i in odd))))
-    table = np.full((len(records), len(keys)), np.nan)
-    rows = np.ones(len(records), dtype=bool)
-    rows[odd] = False
-    if rows.any():
-        get = itemgetter(*usual)
-        values = [get(r) for r, ok in zip(records, rows) if ok]
-        table[rows, :len(usual)] = np.array(values, dtype=float).reshape(-1, len(usual))
-    for i in odd:
-        table[i] = np.array([records[i].get(k) for k in keys], dtype=float)
-    return {k: table[:, j] for j, k in enumerate(keys)}
-
-
-def _yaml(path: Path) -> Any:
-    if not path.exists():
-        return None
-    with path.open() as f:
-        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+               [o for o in overrides or [] if o.lstrip("+~").split("=")[0] not in NOT_LABELLED],
+               summary, read_columns(path))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -175,15 +167,18 @@ def dedupe(runs: Sequence[Run]) -> tuple[list[Run], list[tuple[Run, Run]]]:
 
 
 def _recency(run: Run) -> tuple[bool, str, float]:
-    summary = run.path / "summary.json"
-    return (run.status in FINISHED, str((run.summary.get("provenance") or {}).get("started_at", "")),
-            summary.stat().st_mtime if summary.exists() else 0.0)
+    try:
+        written = (run.path / "summary.json").stat().st_mtime
+    except OSError:
+        written = 0.0
+    return run.status in FINISHED, str(run.summary.get("provenance", {}).get("started_at", "")), written
 
 
 def swept_lr_keys(groups: Sequence[Group]) -> list[str]:
-    """Config keys named `lr` (optim.lr, optim.aux.lr, ...) that take several values."""
+    """Config keys named `lr` (optim.lr, optim.aux.lr, ...) that take several numeric values (the
+    config may hold an interpolation, `${...}`, as Hydra saves it)."""
     keys = dict.fromkeys(k for g in groups for k in g.config if k.split(".")[-1] == "lr")
-    return [k for k in keys if len({str(g.config.get(k)) for g in groups}) > 1]
+    return [k for k in keys if len({g.config[k] for g in groups if is_number(g.config.get(k))}) > 1]
 
 
 def primary_metric(runs: Sequence[Run]) -> str | None:

@@ -1,13 +1,24 @@
 """One run, start to finish: validate, build, train, and always leave a complete run folder.
 
 Whatever the ending (completed, diverged, failed, interrupted), `summary.json` is written, the
-tracker is finished with the real exit code, and the terminal shows a summary table.
+tracker is finished with the real exit code, and the terminal shows a summary table
+(runner/outcome.py). The folder is finished or resumable at every instant, a kill -9 included:
+
+- it is locked first (runner/lock.py): a second process stops before touching anything;
+- a previous attempt's summary stays until this one's replaces it;
+- a task with measurements after training (`assess()`), or a run with `checkpoint_every`, saves
+  a checkpoint at its last step: a stop during those measurements resumes there;
+- the summary is written before the checkpoint is removed.
+
+Stop signals act at every stage (runner/stops.py): the run ends `interrupted` (exit 130, 143 or
+140) with its summary, from a checkpoint where one could be saved. A full or read-only disk ends
+it with a message naming the file, the step and the records kept, and exit code 1.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 import random
 import re
 import time
@@ -19,19 +30,18 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
-from rich.console import Console
 
-from runner import build, checkpoint, identity, provenance
-from runner.convergence import fit_tail
+from runner import aside, build, checkpoint, disk, identity, lock, outcome, provenance, stops
 from runner.device import Runtime, parallel_jobs, set_threads
 from runner.loop import assess, train
-from runner.metrics import History, MetricsFile, write_json_atomic
-from runner.progress import Reporter, bar_title, for_output, job_line, records_after, summary_table, verdict_line
+from runner.metrics import reserve
+from runner.outcome import console
+from runner.recorder import Recorder, diverged  # noqa: F401 - diverged: importable from here as before
 from runner.tracker import NullTracker
 from runner.validate import ConfigError, validate
 
 log = logging.getLogger(__name__)
-console = for_output(Console())  # in a log file, lines are not hard-wrapped
+STARTING = "during start-up"
 
 
 def seed_everything(seed: int) -> None:
@@ -52,44 +62,35 @@ def describe(hc: Any) -> tuple[str, list[str], str | None]:
     return " ".join(overrides) or "default", [t for t in tags if t], group
 
 
-class Recorder:
-    """Fans each record out to metrics.jsonl, the summary's history, the tracker and the terminal."""
-
-    def __init__(self, cfg: DictConfig, run_dir: Path, primary: str, total: int, tracker: Any, name: str,
-                 resume_step: int | None = None):
-        self.history = History(primary, cfg.metrics.targets)
-        self.file = MetricsFile(run_dir / "metrics.jsonl", keep_until=resume_step)
-        for record in self.file.kept:  # a resumed run: its summary covers the steps before the stop
-            self.history.add(record)
-        self.tracker, self.factor = tracker, cfg.metrics.diverge_factor
-        self.reporter = Reporter(console, total, bar_title(name, cfg.seed), primary,  # a sweep keeps one line per job
-                                 transient=HydraConfig.get().mode == RunMode.MULTIRUN)
-
-    def clocks(self) -> tuple[float, float]:
-        """(training time, wall time) of the last record kept from before a resume."""
-        last = self.file.kept[-1] if self.file.kept else {}
-        return last.get("time/elapsed_s", 0.0), last.get("time_s", 0.0)
-
-    def emit(self, record: dict[str, float]) -> str | None:
-        self.file.write(record)
-        self.history.add(record)
-        self.tracker.log(record)
-        self.reporter.update(record)
-        return diverged(record, self.history, self.factor)
-
-    def close(self) -> None:
-        self.reporter.close()
-        self.file.close()
-
-
 def run(cfg: DictConfig) -> int:
     """Run one experiment in Hydra's output folder; return the process exit code."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    stop = stops.arm()  # the `runner` app armed them before importing torch: a no-op then
+    try:
+        held = lock.acquire(run_dir)
+    except lock.FolderBusy as e:  # the folder is another process's: not a byte written in it
+        console.print(f"[red]not run[/]: {e}", highlight=False, soft_wrap=True)
+        return 1
+    except OSError as e:
+        console.print(f"[red]not run[/]: {disk.disk_problem(e) or e.strerror} taking {run_dir / lock.LOCK}",
+                      highlight=False, soft_wrap=True)
+        return 1
+    try:
+        if held.note:
+            aside.warn(held.note)
+        return _run(cfg, run_dir, stop)
+    finally:
+        if (put_back := held.release()) is not None:
+            aside.warn(put_back)
+
+
+def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
     hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
     sweep_dir = Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     summary: dict[str, Any] = {"status": "failed", "error": None, "steps": 0, "wall_time_s": 0.0,
                                "device": str(cfg.device), "run_dir": str(run_dir), "config_digest": None}
-    tracker, rec, exit_code, stop, skipped = NullTracker(), None, 1, checkpoint.StopSignals(), False
+    tracker, rec, exit_code, interrupt, state, space, at_end = NullTracker(), None, 1, None, None, None, None
+    skipped = False
     t0 = time.perf_counter()
     try:  # from the first line: whatever goes wrong leaves a summary, and a sweep goes on
         resolved = identity.resolved_config(cfg)
@@ -97,22 +98,29 @@ def run(cfg: DictConfig) -> int:
         done = identity.prepare_folder(run_dir, sweep_dir, digest, cfg.rerun)
         if done is not None:
             skipped = True
+            if done == run_dir:
+                checkpoint.remove(run_dir)  # left by a kill between the summary and its removal
             console.print(f"skipped: this config already finished in {done} (rerun=true runs it again)",
                           highlight=False)
             return 0
+        stop.check("before the run started")  # a signal during the imports, or between two jobs of a sweep
         state = None if cfg.rerun else checkpoint.load(run_dir, digest)
-        (run_dir / "summary.json").unlink(missing_ok=True)  # it describes an earlier attempt
+        _set_aside_finished_summary(run_dir)
+        space = reserve(run_dir)
         validate(cfg, hc.runtime.choices)
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
         summary["device"], summary["precision"] = str(rt.device), "bf16" if rt.dtype == torch.bfloat16 else "fp32"
         summary["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))
         summary["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, summary["threads"])
         name, tags, group = describe(hc)  # the tracker's run exists before the task: a failed build shows in it
+        stops.pause_point("startup")
         tracker = build.tracker(cfg, {**resolved, "provenance": summary["provenance"]}, run_dir, name, tags, group,
                                 run_id=state and state["wandb_id"])
         summary["wandb_id"] = tracker.id
         seed_everything(cfg.seed)
-        task = build.task(cfg, rt)
+        with stop.interruptible(STARTING):  # loading (or downloading) data may take long
+            stops.pause_point("build")
+            task = build.task(cfg, rt)
         with open_dict(cfg):
             cfg.total_steps = task.total_steps
         tracker.update_config(identity.resolved_config(cfg))  # total_steps and the schedule reading it
@@ -132,88 +140,61 @@ def run(cfg: DictConfig) -> int:
         clocks = rec.clocks()
         t0 -= clocks[1]
         saver = checkpoint.Checkpointer(run_dir, digest, cfg.checkpoint_every, task, opts, tracker.id, stop)
-        with stop:
-            steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
-                                  sharpness_every=cfg.metrics.sharpness_every,
-                                  sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=clocks,
-                                  after_step=saver)
-        if reason is None and callable(getattr(task, "assess", None)):
-            reason = assess(task, rec.emit, t0)
+        stop.check(STARTING)
+        steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
+                              sharpness_every=cfg.metrics.sharpness_every,
+                              sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=clocks,
+                              after_step=saver)
+        measures = reason is None and callable(getattr(task, "assess", None))
+        if (measures or cfg.checkpoint_every) and reason is None and steps > start:
+            checkpoint.save(run_dir, digest, steps, task, opts, tracker.id)  # a stop from here on resumes here
+            at_end = steps
+        stops.pause_point("trained")
+        if measures:
+            reason = assess(task, rec.emit, t0, stop)
         if callable(getattr(task, "convergence", None)):
             summary["convergence"] = task.convergence(rec.history.primary, cfg.metrics.fit_tail)
-        summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
-        checkpoint.remove(run_dir)  # finished: nothing to resume
+        stops.pause_point("figures")
         if callable(getattr(task, "figures", None)):
             summary["figures"] = {key: str(path) for key, path in task.figures(run_dir).items()}
             for key, path in summary["figures"].items():
                 tracker.image(key, Path(path))
+        summary.update(steps=steps, status="diverged" if reason else "completed", error=reason)
         exit_code = 0
     except ConfigError as e:
         summary.update(error=str(e), problems=e.problems)
     except KeyboardInterrupt as e:
-        summary.update(status="interrupted", error=str(e) if isinstance(e, checkpoint.Stopped)
-                       else "interrupted by the user (Ctrl-C)")
+        step = at_end if at_end is not None else state["step"] if state else None
+        summary.update(status="interrupted", error=outcome.stop_error(e, run_dir, step))
         exit_code, interrupt = getattr(e, "exit_code", 130), e
     except Exception as e:  # noqa: BLE001 - a failed run is recorded and reported, not re-raised
-        log.exception("run failed")
-        first_line = str(e).splitlines()[0] if str(e) else ""
-        summary.update(status="failed",  # also when it raised after training (figures, assessment)
-                       error=f"{type(e).__name__}: {first_line} (traceback in {run_dir / 'runner.log'})")
+        disk.failed(e, summary, rec, run_dir, space)
+        space = None
     finally:
-        if rec is not None:
-            rec.close()
+        try:
+            if rec is not None:
+                rec.close()
+        except Exception as e:  # noqa: BLE001 - the summary comes all the same
+            aside.warn(f"closing {run_dir / 'metrics.jsonl'}: {e}; its lines written before are whole, "
+                       f"a file system that reports errors only then (NFS) may have lost some")
         if not skipped:  # a skipped job's folder keeps the finished run's summary
-            finish(cfg, summary, rec.history if rec else None, tracker, exit_code, time.perf_counter() - t0)
-    if summary["status"] == "interrupted":
-        stop.pass_on()  # under submitit on SIGUSR2: requeue this job (it resumes from the checkpoint)
+            exit_code = outcome.finish(cfg, summary, rec.history if rec else None, tracker, exit_code,
+                                       time.perf_counter() - t0, space)
+    if interrupt is not None:
+        stop.pass_on(getattr(interrupt, "signum", 2))  # under submitit on SIGUSR2: requeue this job
         raise interrupt  # a Ctrl-C stops a sweep too, after this run's folder is complete
     return exit_code
 
 
-def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tracker: Any,
-           exit_code: int, wall: float) -> None:
-    """Write summary.json, close the tracker with the exit code, show the summary table."""
-    history = history or History(cfg.metrics.primary or "", {})
-    if summary["status"] in ("failed", "interrupted"):
-        summary["steps"] = history.last_step
-    eps = torch.finfo(torch.bfloat16 if summary.get("precision") == "bf16" else torch.float32).eps
-    conv = summary.get("convergence") or {  # a task's own fit (task.convergence) replaces the runner's
-        "conv/metric": history.primary,
-        **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor, eps)}
-    summary.update(wall_time_s=wall, final=history.final, best=history.best, convergence=conv,
-                   targets=history.reached, exit_code=exit_code,
-                   resumable=(Path(summary["run_dir"]) / checkpoint.CHECKPOINT).exists())  # its next start resumes
-    write_json_atomic(Path(summary["run_dir"]) / "summary.json", summary)
-    tracker.summarize({**{f"final/{k}": v for k, v in history.final.items()},
-                       **{f"best/{k}": v for k, v in history.best.items()},
-                       **{k: v for k, v in conv.items() if v is not None},
-                       **{k: summary[k] for k in ("status", "error", "exit_code", "resumable", "steps")},
-                       "optimizer_split": summary.get("optimizer_split", {})})
-    tracker.finish(exit_code, summary["status"])
-    run_dir = Path(summary["run_dir"])
-    after = records_after(run_dir / "metrics.jsonl", summary["steps"]) if history.last_step > summary["steps"] else 0
-    if summary.get("problems"):
-        console.print("[red]invalid config[/] (nothing was run):\n" + "\n".join(f"  - {p}" for p in summary["problems"]),
-                      highlight=False, soft_wrap=True)
-    elif HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:  # the sweep's table comes last
-        console.print(job_line(summary, after), highlight=False, soft_wrap=True)
+def _set_aside_finished_summary(run_dir: Path) -> None:
+    """A finished run's summary in a folder that runs again (rerun=true, or another config's run):
+    set aside, so a kill of this run never leaves it saying finished beside this run's records.
+    Any other (failed, interrupted) stays until this run's summary replaces it."""
+    path = run_dir / "summary.json"
+    try:
+        finished = json.loads(path.read_text()).get("status") in outcome.FINISHED
+    except (OSError, ValueError, AttributeError):
         return
-    elif history.final:
-        console.print(summary_table(summary, run_dir, after))
-        if (line := verdict_line(summary)) is not None:
-            console.print(line, highlight=False)
-    else:
-        console.print(f"[red]{summary['status']}[/] before the first logged step: {summary['error']}", highlight=False)
-    console.print(f"run folder: {summary['run_dir']}", highlight=False, soft_wrap=True)
-
-
-def diverged(record: dict[str, float], history: History, factor: float) -> str | None:
-    """Why the run counts as diverged at this record (NaN/Inf, or the primary metric blew up)."""
-    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
-    if bad:
-        return f"diverged at step {record['step']}: {', '.join(bad)} not finite"
-    first, value = history.first_value(), record.get(history.primary)
-    if first is not None and first > 0 and value is not None and value > factor * first:
-        return (f"diverged at step {record['step']}: {history.primary}={value:.3g} "
-                f"> {factor:g} x its first value {first:.3g}")
-    return None
+    if finished:
+        kept = aside.set_aside(path, "replaced")
+        aside.warn(f"{path} describes a finished run of this folder, which runs again: set aside as {kept.name}")

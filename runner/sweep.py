@@ -13,11 +13,12 @@ folders every second and prints a line when the counts change. N comes from the 
 (`expect`, the covering sweeper's batch; Optuna's `n_trials`); without it the line says so.
 
 Also here: the value a hyperparameter sweeper (Optuna) optimises, read from a job's summary.
+Job folders are read as untrusted input (runner.runfiles): a summary.json that cannot be used
+makes its job `unreadable: <why>` in the table, and the sweep exits 1, as for a job that failed.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -28,6 +29,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from runner.runfiles import Unreadable, read_json, read_yaml
+from runner.schema import check_summary, is_number
 
 # Set by SweepSummary at the end of a multirun; runner.__main__ exits with it.
 exit_code: int | None = None
@@ -94,18 +98,21 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global exit_code
+        exit_code = 1  # until every job is known to have finished: Hydra turns an error here into a warning
         self.stop_watching()
         sweep_dir = Path(str(config.hydra.sweep.dir))
         rows = job_rows(sweep_dir, self.started)
         bad = [r for r in rows if r["this_sweep"] and r["status"] not in FINISHED]
         exit_code = 1 if bad else 0
         if self.show:
+            from rich.markup import escape
+
             console = _console()
             console.print(sweep_table(rows, sweep_dir))
             if bad:
                 console.print(f"[red]{len(bad)} of {len(rows)} jobs did not finish[/]: "
-                              + ", ".join(f"{r['job']} ({r['status']})" for r in bad), highlight=False)
-            console.print(f"sweep folder: {sweep_dir}", highlight=False, soft_wrap=True)
+                              + escape(", ".join(f"{r['job']} ({r['status']})" for r in bad)), highlight=False)
+            console.print(f"sweep folder: {escape(str(sweep_dir))}", highlight=False, soft_wrap=True)
 
 
 def expect(jobs: int) -> None:
@@ -122,8 +129,21 @@ def _console():
     return for_output(Console())
 
 
+def read_summary(job: Path) -> dict[str, Any] | str | None:
+    """A job folder's summary.json, checked (runner.schema); None when there is none; the reason
+    (`unreadable: ...`) when it cannot be used."""
+    try:
+        found, summary = read_json(job, "summary.json")
+        return check_summary(summary) if found else None
+    except Unreadable as e:
+        return f"unreadable: {e}"
+    except ValueError as e:  # check_summary's
+        return f"unreadable: summary.json: {e}"
+
+
 def job_status(job: Path, since: float, cache: dict[Path, tuple[float, str]] | None = None) -> str | None:
-    """The status of a job folder's run of this sweep (started after `since`); None while it runs."""
+    """The status of a job folder's run of this sweep (started after `since`); None while it runs;
+    `unreadable` when its summary cannot be used."""
     try:
         if (job / SKIPPED).stat().st_mtime >= since:
             return "skipped"
@@ -138,7 +158,8 @@ def job_status(job: Path, since: float, cache: dict[Path, tuple[float, str]] | N
         return None
     cache = {} if cache is None else cache
     if cache.get(path, (None,))[0] != mtime:  # read each summary once
-        cache[path] = (mtime, json.loads(path.read_text()).get("status", "no summary"))
+        summary = read_summary(job)
+        cache[path] = (mtime, summary["status"] if isinstance(summary, dict) else "unreadable")
     return cache[path][1]
 
 
@@ -147,6 +168,8 @@ def scan(sweep_dir: Path, since: float, cache: dict[Path, tuple[float, str]]) ->
     top of `sweep_dir` (Hydra's subdir, the job number by default): a few file stats per job."""
     done, running = Counter(), 0
     for job in sweep_dir.iterdir() if sweep_dir.is_dir() else ():
+        if job.is_symlink():  # not a job of this sweep: a link to elsewhere is not followed
+            continue
         try:
             if (job / ".hydra" / "overrides.yaml").stat().st_mtime < since:
                 continue  # a job of an earlier sweep into this folder
@@ -184,11 +207,11 @@ def job_rows(sweep_dir: Path, since: float = 0.0) -> list[dict[str, Any]]:
     rows = []
     for record in sorted(sweep_dir.glob("**/.hydra/overrides.yaml"), key=lambda p: _job_key(p.parent.parent, sweep_dir)):
         job = record.parent.parent
-        summary_file = job / "summary.json"
-        summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
-        touched = max(record.stat().st_mtime, summary_file.stat().st_mtime if summary else 0.0)
-        rows.append({"job": str(job.relative_to(sweep_dir)), "overrides": _overrides(record),
-                     "status": summary.get("status", "no summary"), "summary": summary,
+        summary = read_summary(job)
+        touched = max(_mtime(record), _mtime(job / "summary.json") if summary is not None else 0.0)
+        status = summary if isinstance(summary, str) else summary["status"] if summary else "no summary"
+        rows.append({"job": str(job.relative_to(sweep_dir)), "overrides": _overrides(job), "status": status,
+                     "summary": summary if isinstance(summary, dict) else {},
                      "this_sweep": touched >= since, "skipped": (job / SKIPPED).exists()})
     return rows
 
@@ -197,14 +220,24 @@ def _job_key(job: Path, root: Path) -> tuple:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in job.relative_to(root).parts)
 
 
-def _overrides(record: Path) -> list[str]:
-    from omegaconf import OmegaConf
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
-    return [str(o) for o in OmegaConf.load(record)]
+
+def _overrides(job: Path) -> list[str]:
+    try:
+        found, overrides = read_yaml(job, ".hydra/overrides.yaml")
+    except Unreadable as e:
+        return [f"({e})"]
+    return [str(o) for o in overrides] if isinstance(overrides, list) else ["(.hydra/overrides.yaml: not a list)"]
 
 
 def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
     """A rich table: job, overrides, status, the primary metric's and key metrics' final values, time."""
+    from rich.markup import escape
     from rich.table import Table
 
     from runner.progress import short_verdict
@@ -214,8 +247,8 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
     extra = [k for k in KEY_METRICS if k != one_primary and any(k in r["summary"].get("final", {}) for r in rows)]
     split = [r["overrides"] for r in rows]
     common = [o for o in split[0] if all(o in other for other in split)] if len(rows) > 1 else []
-    table = Table(title=f"sweep: {len(rows)} jobs in {sweep_dir}", header_style="bold",
-                  caption=f"every job: {' '.join(common)}" if common else None)
+    table = Table(title=escape(f"sweep: {len(rows)} jobs in {sweep_dir}"), header_style="bold",
+                  caption=escape(f"every job: {' '.join(common)}") if common else None)
     for name, justify in (("job", "right"), ("overrides", "left"), ("status", "left"),
                           (one_primary or "primary", "right"), *((k, "right") for k in extra), ("verdict", "left"),
                           ("steps", "right"), ("time", "right")):
@@ -226,13 +259,13 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
         final = s.get("final", {})
         metric = s.get("convergence", {}).get("conv/metric")
         primary = _fmt(final.get(metric)) if one_primary else f"{metric}={_fmt(final.get(metric))}" if metric else "-"
-        status = f"[{colour}]{r['status']}[/]" + (" (earlier)" if r["skipped"] else "")
+        status = f"[{colour}]{escape(r['status'])}[/]" + (" (earlier)" if r["skipped"] else "")
         if r["status"] not in FINISHED and s.get("error"):
-            status += f"\n[dim]{s['error'][:120]}[/]"
-        table.add_row(r["job"], " ".join(o for o in r["overrides"] if o not in common) or "(defaults)", status, primary,
-                      *(_fmt(final.get(k)) for k in extra),
-                      short_verdict(s.get("convergence", {})) if r["status"] in FINISHED else "-",
-                      str(s.get("steps", "-")), f"{s['wall_time_s']:.1f} s" if "wall_time_s" in s else "-")
+            status += f"\n[dim]{escape(s['error'][:120])}[/]"
+        table.add_row(escape(r["job"]), escape(" ".join(o for o in r["overrides"] if o not in common) or "(defaults)"),
+                      status, escape(primary), *(escape(_fmt(final.get(k))) for k in extra),
+                      escape(short_verdict(s.get("convergence", {}))) if r["status"] in FINISHED else "-",
+                      str(s.get("steps", "-")), f"{s['wall_time_s']:.1f} s" if is_number(s.get("wall_time_s")) else "-")
     return table
 
 
@@ -245,12 +278,11 @@ def objective(run_dir: Path, metric: str | None, use: str, minimize: bool) -> fl
     task's primary metric). A run that failed, diverged or never reported it gets the worst value
     for the direction (+inf when minimising), so a study records it and carries on."""
     worst = math.inf if minimize else -math.inf
-    path = run_dir / "summary.json"
-    if not path.exists():
+    summary = read_summary(run_dir)
+    if not isinstance(summary, dict):  # none, or unreadable
         return worst
-    summary = json.loads(path.read_text())
-    metric = metric or summary.get("convergence", {}).get("conv/metric")
+    metric = metric or summary["convergence"].get("conv/metric")
     value = summary.get(use, {}).get(metric)
-    if summary.get("status") != "completed" or value is None or not math.isfinite(value):
+    if summary["status"] != "completed" or not is_number(value) or not math.isfinite(value):
         return worst
     return float(value)

@@ -8,6 +8,7 @@ names the folder and what to put in it.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,12 +90,27 @@ def _torchvision(cls, root: str, expected: str):
         return cls(str(folder), train=True, download=False), cls(str(folder), train=False, download=False)
     except RuntimeError:
         pass  # not there yet: download it once
+    made = next((p for p in (*reversed(folder.parents), folder) if not p.exists()), None)  # the download makes it
     try:
         return cls(str(folder), train=True, download=True), cls(str(folder), train=False, download=True)
     except (OSError, RuntimeError) as e:
         reason = " ".join(str(e).split())  # torchvision's messages span lines; the summary keeps one
+        if made is not None and _remove_empty(made):
+            reason += f"; {made}, made for the download, was removed again"
         raise DataMissing(
             f"{cls.__name__} is not in {folder} and could not be downloaded ({type(e).__name__}: {reason}). "
             f"Run once with network access (it downloads into data_dir), or put torchvision's files "
             f"there ({folder}/{expected}), or point data_dir=... or RUNNER_DATA_DIR at a folder that has them."
         ) from e
+
+
+def _remove_empty(top: Path) -> bool:
+    """Remove `top` if it holds nothing but empty folders (a failed download's); True if removed."""
+    for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+    try:
+        top.rmdir()
+    except OSError:
+        return False
+    return True

@@ -176,10 +176,7 @@ class PolicyOptimization:
         for key, allowed in (("method", METHODS), ("init", INITS), ("rho", STARTS)):
             if cfg[key] not in allowed:
                 problems.append(f"task.{key}={cfg[key]!r}: allowed: {', '.join(allowed)}")
-        if not 0 < cfg.gamma < 1:
-            problems.append(f"task.gamma={cfg.gamma}: the discount must be in (0, 1)")
-        if cfg.tau < 0 or cfg.steps <= 0:
-            problems.append(f"task.tau={cfg.tau}, task.steps={cfg.steps}: need tau >= 0 and steps > 0")
+        # each key's own type and range (gamma, tau, steps, ...): declared in conf/task/gridworld.yaml
         sampled = {k: cfg.get(k) for k in ("batch_size", "horizon", "baseline") if cfg.get(k) is not None}
         if cfg.method != "reinforce" and sampled:
             problems += [f"task.{k}={v}: only for sampled gradients (task.method=reinforce); "

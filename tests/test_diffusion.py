@@ -265,7 +265,7 @@ def test_runner_run_writes_the_grid_the_fitted_order_and_pictures(tmp_path):
 @pytest.mark.parametrize("overrides, needle", [
     (["task.steps=[8,4,16]"], "task.steps=[8, 4, 16]: the step counts must be strictly increasing"),
     (["task.steps=[4,4]"], "strictly increasing"),
-    (["task.steps=[0,4]"], "task.steps=[0, 4]: a positive integer or a list of them"),
+    (["task.steps=[0,4]"], "task.steps=[0, 4]: must be an integer >= 1 or a list of integers >= 1"),
     (["task.target=gaussian", "task.cov=[[1.0,2.0],[2.0,1.0]]"], "task.cov=[[1.0, 2.0], [2.0, 1.0]]: not positive definite"),
     (["task.target=gaussian", "task.cov=[[1.0,0.5],[0.0,1.0]]"], "not symmetric"),
     (["task.target=gaussian", "task.cov=[1.0,2.0,3.0]"], "task.cov=[1.0, 2.0, 3.0]: null, a number, a list of 2 variances"),

@@ -110,7 +110,7 @@ def test_two_time_scales_and_a_separate_discriminator_optimizer():
 @pytest.mark.parametrize("override, needle", [
     ("task.game=wgan2d", "task.game='wgan2d': allowed: bilinear, dirac, mog"),
     ("task.scheme=extragradiant", "task.scheme='extragradiant': allowed: simultaneous, alternating, extragradient, optimistic"),
-    ("task.lr_ratio=-1", "task.lr_ratio=-1: must be > 0"),
+    ("task.lr_ratio=-1", "task.lr_ratio=-1: must be a finite number > 0"),
     ("task.reg=r1", "the bilinear game has no GAN loss or penalty"),
 ])
 def test_bad_input_is_stopped_before_any_work(override, needle):
