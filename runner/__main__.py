@@ -6,7 +6,7 @@
 
 Exit status: 0 when every run completed or diverged (a result), 1 when one failed or its
 config was invalid, 130 on Ctrl-C (128 + the signal's number for SIGTERM/SIGUSR2). A multirun
-ends with a table of every job (runner/sweep.py), also when a Ctrl-C stops it.
+ends with a table of every job (runner/sweep/summary.py), also when a Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from runner import extras, stops, sweep
-from runner.validate_files import dirs_in_argv, syntax_errors
+import runner.sweep.summary as sweep
+
+from runner.validation import extras
+
+from runner.resume import stops
+from runner.validation.sources import dirs_in_argv, syntax_errors
 
 # The configs are the package runner.conf (pyproject.toml maps it onto conf/): the clone's conf/ in
 # an editable install, site-packages/runner/conf in a wheel. find_spec locates it without importing.
@@ -41,7 +45,7 @@ def app(cfg: DictConfig) -> float:
     if refused(cfg, hc):
         _exit_codes.append(1)
     else:
-        from runner.run import run  # imported here: `runner --help` and a refused config stay fast
+        from runner.run.job import run  # imported here: `runner --help` and a refused config stay fast
 
         _exit_codes.append(run(cfg))
     minimize = hc.sweeper.get("direction", "minimize") != "maximize"
@@ -54,8 +58,8 @@ def refused(cfg: DictConfig, hc: DictConfig) -> bool:
     takes to compose), then, if they pass, what needs the classes (torch and the task imported)."""
     from omegaconf import OmegaConf
 
-    from runner import validate
-    from runner.validate_rules import RuleError
+    from runner.validation import validate
+    from runner.validation.rules import RuleError
 
     try:
         found = validate.problems(cfg, hc.runtime.choices, OmegaConf.to_container(hc.runtime.config_sources))
@@ -65,7 +69,7 @@ def refused(cfg: DictConfig, hc: DictConfig) -> bool:
     if not found:
         later = ""
         try:
-            from runner.validate_classes import deep_problems  # imports torch and the task
+            from runner.validation.classes import deep_problems  # imports torch and the task
 
             found = deep_problems(cfg, hc.runtime.choices)
         except Exception:  # noqa: BLE001 - a check that raised: the run reports it as a failed run

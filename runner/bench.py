@@ -6,7 +6,7 @@
     python -m runner.bench task=gan --steps 5000             # a min-max game (simultaneous GDA)
 
 Both loops train the same model (same initial weights) on the same device-resident tensors
-with the same batch size and optimizer config; the runner path is `runner.loop.train` with the
+with the same batch size and optimizer config; the runner path is `runner.run.loop.train` with the
 task's step, the optimizer set, metrics every `log_every` steps into metrics.jsonl. For a game
 the reference is simultaneous GDA written out: the game's two losses, one autograd call per
 player, one optimizer step per player. Evaluation is switched off in both. Rounds alternate between the two and the median is reported.
@@ -28,12 +28,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from runner import build
+from runner.run import build
 from runner.__main__ import CONF_DIR
-from runner.device import Runtime
-from runner.loop import train
-from runner.metrics import History, MetricsFile
-from tasks.datasets import ImageData
+from runner.task.device import Runtime
+from runner.run.loop import train
+from runner.run.metrics import History, MetricsFile
+from tasks.classifier.datasets import ImageData
 
 
 def random_images(n: int, shape: tuple[int, ...], classes: int = 10) -> ImageData:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.classifier import Classifier
+from tasks.classifier.task import Classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def disk_fills(prefix: Path, after: int = 0, code: int = errno.ENOSPC) -> Iterat
 
 # ---- `runner ARGS` in a process of its own, started in a fraction of a second --------------------
 _server: multiprocessing.context.ForkServerContext | None = None
-PRELOAD = ["runner.__main__", "runner.run", "tasks.classifier", "tasks.gan", "tasks.diffusion", "tests.faulty",
+PRELOAD = ["runner.__main__", "runner.run.job", "tasks.classifier.task", "tasks.gan.task", "tasks.diffusion.task", "tests.faulty",
            "matplotlib.pyplot"]
 
 
@@ -109,7 +109,7 @@ def _main(args: list[str], env: dict[str, str], out: str, fill: tuple[str, int, 
 class Child:
     """`runner ARGS` in a real process of its own (so it can be killed and signalled), forked from a
     server that imported torch and the runner once (multiprocessing's forkserver): no import time.
-    `env` is added to the child's environment (e.g. RUNNER_PAUSE_AT=<moment>, runner/stops.py);
+    `env` is added to the child's environment (e.g. RUNNER_PAUSE_AT=<moment>, runner/resume/stops.py);
     `fill` = (path prefix, bytes, errno) makes its writes there fail (`disk_fills`)."""
 
     def __init__(self, args: list[str], out: Path, env: dict[str, str] | None = None,

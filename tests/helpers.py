@@ -7,9 +7,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from runner import build
+from runner.run import build
 from runner.__main__ import CONF_DIR
-from runner.device import Runtime
+from runner.task.device import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = sorted(p.stem for p in (ROOT / "conf/task").glob("*.yaml"))
@@ -47,7 +47,7 @@ def run_main(capsys, *args: str) -> tuple[int, str]:
     from hydra.core.global_hydra import GlobalHydra
 
     import runner.__main__ as cli
-    from runner import sweep
+    import runner.sweep.summary as sweep
 
     GlobalHydra.instance().clear()
     cli._exit_codes.clear()

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner import claims as cli
-from runner.claims_check import problems
-from runner.claims_expr import ExprError, parse
-from runner.claims_measure import Row, judge
-from runner.claims_run import find_jobs, hydra_value, job_overrides, parsed
-from runner.claims_spec import ClaimError, discover, load
+import runner.claims.__main__ as cli
+from runner.claims.check import problems
+from runner.claims.expr import ExprError, parse
+from runner.claims.measure import Row, judge
+from runner.claims.jobs import find_jobs, hydra_value, job_overrides, parsed
+from runner.claims.spec import ClaimError, discover, load
 
 SHIPPED = discover(cli.claims_dir())
 CONFIG = {"optim": {"lr": 0.1}, "task": {"sv_min": 0.5, "sv_max": 2.0, "gamma": 0.3, "steps": [4, 8, 16]},

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runner.metrics import read_records
+from runner.run.metrics import read_records
 from tests.helpers import ROOT, TASKS, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from runner.convergence import fit_tail, slope_fit
-from runner.metrics import History
-from runner.run import diverged
-from runner.sharpness import top_hessian_eigenvalue
+from runner.task.convergence import fit_tail, slope_fit
+from runner.run.metrics import History
+from runner.run.job import diverged
+from runner.task.sharpness import top_hessian_eigenvalue
 
 
 T = np.arange(10, 10001, 10)

@@ -1,4 +1,4 @@
-"""The dataset loaders in `tasks/datasets.py`, on tiny files written in torchvision's own formats.
+"""The dataset loaders in `tasks/classifier/datasets.py`, on tiny files written in torchvision's own formats.
 
 The fixtures (`fake_mnist`, `fake_cifar10`, `fake_cifar100`, `fake_no_download`, in conftest.py)
 write a few dozen images with known pixels and labels into a temporary `data_dir` and make any
@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from runner.device import Runtime
-from runner.optim import OptimizerSet
-from tasks.classifier import Classifier
-from tasks.datasets import DataMissing, ImageData, cifar10, cifar100, digits, mnist
-from tasks.nets import mlp
+from runner.task.device import Runtime
+from runner.task.optim import OptimizerSet
+from tasks.classifier.task import Classifier
+from tasks.classifier.datasets import DataMissing, ImageData, cifar10, cifar100, digits, mnist
+from tasks.classifier.nets import mlp
 
 ROOT = Path(__file__).resolve().parent.parent
 

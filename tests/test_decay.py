@@ -12,8 +12,8 @@ import pytest
 import pytorch_optimizer
 import torch
 
-from runner.optim import OptimizerSet
-from runner.decay import coupled_decay, decay_is_a_gradient_term
+from runner.task.optim import OptimizerSet
+from runner.task.decay import coupled_decay, decay_is_a_gradient_term
 from tests.helpers import OPTIMS, build_all, compose_cfg
 
 FULL_BATCH = ("task.batch_size=1437", "task.epochs=null", "device=cpu")
@@ -81,7 +81,7 @@ def test_decay_split_by_param_group_enters_only_where_it_acts():
 
 
 def test_a_matrix_optimizers_views_of_conv_filters_count_as_the_filters():
-    """A matrix optimizer holds 2-D views of the conv filters (runner.optim): with coupled decay
+    """A matrix optimizer holds 2-D views of the conv filters (runner.task.optim): with coupled decay
     on both sides (SGD on the hidden matrices, wd 0.1; SGD on the rest, wd 0.2), each model
     tensor enters once, with its own side's decay."""
     task, opts = classifier("optim=muon", "optim._target_=torch.optim.SGD", "optim.weight_decay=0.1",

@@ -11,10 +11,10 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from runner.validate import ConfigError, validate
-from tasks.closed_forms import Mixture, gaussian_flow, make_target, w2_gaussian
-from tasks.diffusion import FLOOR_MARGIN, error_floor, order_verdict
-from tasks.samplers import adaptive
+from runner.validation.validate import ConfigError, validate
+from tasks.diffusion.closed_forms import Mixture, gaussian_flow, make_target, w2_gaussian
+from tasks.diffusion.task import FLOOR_MARGIN, error_floor, order_verdict
+from tasks.diffusion.samplers import adaptive
 from tests.helpers import build_all, compose_cfg
 
 SAMPLERS = ("euler", "heun", "rk4", "dopri5", "ddim", "ddpm", "euler_maruyama", "dpmpp_2m")
@@ -233,7 +233,7 @@ def test_a_learned_score_trains_by_denoising_score_matching_then_samples():
 
 
 def test_runner_run_writes_the_grid_the_fitted_order_and_pictures(tmp_path):
-    from runner.metrics import read_records
+    from runner.run.metrics import read_records
     from tests.test_cli import runner, summary
 
     proc = runner("task=diffusion", "sampler=heun", "task.steps=[4,8,16,32]", "task.samples=2000",

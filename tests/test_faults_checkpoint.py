@@ -16,7 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from runner import checkpoint
+from runner.resume import checkpoint
 from tests.helpers import OPTIMS, ROOT, SCHEDS, TASKS, build_all, compose_cfg, data_dir_for, run_main, tiny_budget
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}

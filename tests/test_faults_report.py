@@ -1,5 +1,5 @@
 """Readers of run folders under hostile or broken files (issue 12, items 3, 9 and 13): one bad
-file in a folder of real runs, then the real entry points: `runner-report` (runner.report:main)
+file in a folder of real runs, then the real entry points: `runner-report` (runner.report.__main__:main)
 reports every readable run and lists the unreadable one with why, with no traceback and without
 running anything or reading outside the folder; a sweep whose job's summary.json is corrupted
 lists that job as `unreadable: <why>` in its table and exits 1 (in this process and with joblib).
@@ -23,10 +23,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
 
 import runner.__main__ as cli
-from runner import sweep
-from runner.progress import records_after
-from runner.report import main
-from runner.results import read_run
+import runner.sweep.summary as sweep
+from runner.run.progress import records_after
+from runner.report.__main__ import main
+from runner.report.results import read_run
 from tests.helpers import ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

@@ -5,7 +5,7 @@ failing after N bytes in this process), two processes in one run folder, and NaN
 JSON that Python's strict parser and jq read the same.
 
 A process to kill is a `tests.faulty.Child` (a real process, forked from a server that imported
-torch once) paused at a moment by RUNNER_PAUSE_AT (runner/stops.py); the next start runs in this
+torch once) paused at a moment by RUNNER_PAUSE_AT (runner/resume/stops.py); the next start runs in this
 process (tests.helpers.run_main), which is faster still."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import strict_json
-from runner.metrics import read_records
+from runner.common import strict_json
+from runner.run.metrics import read_records
 from tests.faulty import Child, disk_fills
 from tests.helpers import run_main
 

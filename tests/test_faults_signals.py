@@ -6,7 +6,7 @@ SIGTERM 143, SIGUSR2 140; `interrupted`, from a checkpoint where one could be sa
 that had finished its work when the signal came stays completed.
 
 Processes are `tests.faulty.Child` (forked from a server that imported torch once), paused at a
-named moment by RUNNER_PAUSE_AT (runner/stops.py) until the signal arrives."""
+named moment by RUNNER_PAUSE_AT (runner/resume/stops.py) until the signal arrives."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.metrics import read_records
+from runner.run.metrics import read_records
 from tests.faulty import Child
 from tests.helpers import ROOT, run_main
 

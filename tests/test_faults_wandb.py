@@ -27,8 +27,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from runner import deadline, network
-from runner.tracker import WandbTracker
+from runner.tracking import deadline, network
+from runner.tracking.tracker import WandbTracker
 from tests.helpers import ROOT, run_main
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -245,7 +245,7 @@ def test_a_server_that_answers_but_where_wandb_cannot_start_online_gives_an_offl
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
 
 
-# ---- the bounded wait (runner/deadline.py) -------------------------------------------------------
+# ---- the bounded wait (runner/tracking/deadline.py) -------------------------------------------------------
 
 
 def signal_soon(signum: int, after: float = 0.2) -> None:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from runner.validate import ConfigError, validate
+from runner.validation.validate import ConfigError, validate
 from tests.helpers import build_all, compose_cfg
 
 
@@ -239,7 +239,7 @@ def test_bad_mog_input_is_stopped_before_any_work(overrides, needle):
     (*MOG, "task.scheme=extragradient", "task.eval_samples=200", "task.w2_samples=100"),  # minibatch RNG, snapshots
 ])
 def test_a_resumed_game_reproduces_the_uninterrupted_run_exactly(tmp_path, overrides):
-    from runner import checkpoint
+    from runner.resume import checkpoint
     from tests.test_sweep import _train
 
     cfg = compose_cfg("task=gan", "task.steps=30", *overrides, "device=cpu", "logger=none")
@@ -250,7 +250,7 @@ def test_a_resumed_game_reproduces_the_uninterrupted_run_exactly(tmp_path, overr
 
 
 def test_the_phase_path_keeps_the_whole_trajectory_in_a_fixed_buffer():
-    from tasks.gan import PATH_POINTS
+    from tasks.gan.task import PATH_POINTS
 
     task, opts, _ = game("task.game=dirac", "task.path_every=1")
     first = task.path[0].clone()

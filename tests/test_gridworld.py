@@ -1,4 +1,4 @@
-"""The gridworld task (tasks/gridworld.py, tasks/grid_env.py) against independent references.
+"""The gridworld task (tasks/gridworld/task.py, tasks/gridworld/env.py) against independent references.
 
 - the closed-form policy gradient equals central finite differences and torch autograd of V(rho);
 - V* equals the value of policy iteration (tau = 0) and solves the soft Bellman equation (tau > 0);
@@ -26,8 +26,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from runner.validate import ConfigError, validate
-from tasks.gridworld import MDP, cell_kinds, evaluate_policy, make_env, optimal_values, state_values, tabular_model
+from runner.validation.validate import ConfigError, validate
+from tasks.gridworld.task import MDP, cell_kinds, evaluate_policy, make_env, optimal_values, state_values, tabular_model
 from tests.helpers import ROOT, build_all, compose_cfg
 
 CPU = torch.device("cpu")

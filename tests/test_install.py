@@ -43,7 +43,7 @@ from tests.helpers import ROOT
 PACKAGES = tuple(sorted(d.name for d in ROOT.iterdir() if d.name not in ("tests", "conf")
                         and ((d / "__init__.py").exists() or d.name == "hydra_plugins")))
 # What the build reads; the checkout's other files (.venv, outputs, .git) stay behind.
-SOURCES = ("pyproject.toml", "README.md", "conf", *PACKAGES)
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "conf", *PACKAGES)
 JOB = ("logger=none", "task.epochs=1")
 
 
@@ -134,7 +134,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
 
 
 def test_the_wheel_holds_every_module_and_config(installed):
-    """A package folder missing from `packages` in pyproject.toml, or a config outside its
+    """A package folder that setup.py does not find, or a config outside its
     package-data, would be missing here (and from every install but the editable one)."""
     names = set(zipfile.ZipFile(installed.wheel).namelist())
     src = installed.sources
@@ -142,8 +142,8 @@ def test_the_wheel_holds_every_module_and_config(installed):
     expected |= {f"runner/conf/{p.relative_to(src / 'conf')}" for p in (src / "conf").rglob("*") if p.is_file()}
     missing = sorted(expected - names)
     assert not missing, (f"{installed.wheel.name} lacks {len(missing)} files of the checkout: {missing[:10]}. "
-                         "List each package folder in [tool.setuptools] packages of pyproject.toml; configs "
-                         "ship through [tool.setuptools.package-data] runner.conf.")
+                         "setup.py finds the packages under runner/, tasks/, claims/ and hydra_plugins/ (a new top-level "
+                         "folder needs its name there); configs ship through [tool.setuptools.package-data].")
 
 
 def test_the_installed_runner_runs_the_default_job_from_its_own_files(installed, tmp_path):

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from runner.optim import OptimizerSet, split_hidden_matrices
-from tasks.nets import FastNet, cnn, mlp, resnet18
+from runner.task.optim import OptimizerSet, split_hidden_matrices
+from tasks.classifier.nets import FastNet, cnn, mlp, resnet18
 from tests.helpers import OPTIMS, SCHEDS, build_all, compose_cfg
 
 

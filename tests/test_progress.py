@@ -16,8 +16,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from runner import sweep
-from runner.progress import Reporter, bar_title, fit, for_output, job_line, records_after, work
+import runner.sweep.summary as sweep
+from runner.common.schema import SKIPPED
+from runner.common.console import for_output
+from runner.run.progress import Reporter, bar_title, fit, job_line, records_after, work
 from tests.test_sweep import TINY, runner_here
 
 RECORD = {"step": 200, "time/elapsed_s": 2.0, "train/loss": 0.123456, "eval/acc": 0.9722, "eval/loss": 0.0912,
@@ -106,7 +108,7 @@ def make_job(root: Path, num: int, status: str | None = None, old: bool = False,
     if status:
         (job / "summary.json").write_text(json.dumps({"status": status}))
     if skipped:
-        (job / sweep.SKIPPED).touch()
+        (job / SKIPPED).touch()
     if old:
         for path in job.rglob("*"):
             os.utime(path, (time.time() - 3600,) * 2)

@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from runner import provenance, report
-from runner.metrics import read_records, write_json_atomic
-from tasks.classifier import Classifier
+import runner.report.__main__ as report
+
+from runner.run import provenance
+from runner.run.metrics import read_records, write_json_atomic
+from tasks.classifier.task import Classifier
 from tests.helpers import ROOT, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
@@ -213,7 +215,7 @@ def test_a_target_records_its_first_logged_step_and_the_metrics_record_before_it
     """The crossing of a target lies in (after, step]: `after` is the step of the metric's own
     previous record (eval/acc every 50 steps here, while train/loss is logged every 10), null
     when the first record already reached it."""
-    from runner.metrics import History
+    from runner.run.metrics import History
 
     h = History("train/loss", {"eval/acc": [0.5, 0.9], "train/loss": [1.0]})
     for step in range(10, 210, 10):

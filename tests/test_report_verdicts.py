@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
-from runner.aggregate import y_scale
-from runner.report import build
-from runner.report_claims import claim_figure, law, read_claims
-from runner.report_conv import order_figure
-from runner.report_figures import metric_figure
+from runner.report.aggregate import y_scale
+from runner.report.__main__ import build
+from runner.report.claims import claim_figure, law, read_claims
+from runner.report.conv import order_figure
+from runner.report.figures import metric_figure
 
 T_975_2 = 4.302652729749464  # Student t 0.975 quantile, 2 degrees of freedom (tables)
 STEPS = list(range(0, 101, 5))
@@ -138,7 +138,7 @@ def test_no_r2_anywhere_and_each_run_has_its_window_and_reason(report):
 
 def test_local_rate_figure_draws_the_median_of_the_runs_and_marks_the_window(report):
     assert report.html.parent.joinpath("fig_local_rate.png") in report.figures
-    from runner.report_conv import local_figure
+    from runner.report.conv import local_figure
 
     fig = local_figure(report.groups)
     rate_ax, = fig.axes  # every group is led by linear seeds: no exponent panel

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from runner.loop import train
+from runner.run.loop import train
 from tests.helpers import build_all, compose_cfg
 
 
@@ -27,7 +27,7 @@ def test_sharpness_is_measured_without_changing_the_model():
     task.train_step(opts, measure=False)
     buffers = [b.clone() for b in task.net.buffers()]
     params = [p.detach().clone() for p in task.net.parameters()]
-    from runner.sharpness import top_hessian_eigenvalue
+    from runner.task.sharpness import top_hessian_eigenvalue
 
     value = top_hessian_eigenvalue(task.sharpness_loss(), [p for p in task.net.parameters()], iters=10)
     assert math.isfinite(value) and value > 0
@@ -98,7 +98,7 @@ def test_cuda_run_uses_bf16_channels_last_and_device_data(model):
     (8, 1, "cpu", {"OMP_NUM_THREADS": "0"}, 7, "auto: 8 cpus / 1 job"),
 ])
 def test_auto_threads_rule(cpus, jobs, device, env, threads, source):
-    from runner.device import auto_threads
+    from runner.task.device import auto_threads
 
     assert auto_threads(cpus, jobs, device, env) == (threads, source)
 
@@ -112,7 +112,7 @@ def test_parallel_jobs_of_a_sweep(mode, launcher, jobs):
 
     from hydra.types import RunMode
 
-    from runner.device import parallel_jobs
+    from runner.task.device import parallel_jobs
 
     assert parallel_jobs(SimpleNamespace(mode=RunMode[mode], launcher=launcher), cpus=8) == jobs
 
@@ -120,7 +120,7 @@ def test_parallel_jobs_of_a_sweep(mode, launcher, jobs):
 def test_usable_cpus_follow_affinity_and_slurm():
     import os
 
-    from runner.device import usable_cpus
+    from runner.task.device import usable_cpus
 
     mine = len(os.sched_getaffinity(0))
     assert usable_cpus({}) == mine and usable_cpus({"SLURM_CPUS_PER_TASK": "1"}) == 1
@@ -131,7 +131,7 @@ def test_threads_can_be_set_again_in_one_process():
     """A sweep with the basic launcher runs every job in one process: each sets its own count."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from runner.device import set_threads
+    from runner.task.device import set_threads
 
     before = torch.get_num_threads()
     with threadpool_limits(limits=None, user_api="blas"):  # restores the BLAS pools on exit
@@ -146,7 +146,7 @@ def test_threads_can_be_set_again_in_one_process():
 
 @pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "true"])
 def test_bad_thread_counts_are_named(value):
-    from runner.validate import ConfigError, validate
+    from runner.validation.validate import ConfigError, validate
 
     cfg = compose_cfg(f"threads={value}")
     with pytest.raises(ConfigError, match=r"threads=.*: allowed: auto, or an integer >= 1"):

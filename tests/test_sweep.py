@@ -20,11 +20,12 @@ from omegaconf import OmegaConf
 
 import runner.__main__ as cli
 from hydra_plugins.runner_sweeper.covering_sweeper import covering
-from runner import checkpoint, sweep
-from runner.device import auto_device, pick_device
-from runner.loop import train
-from runner.metrics import read_records, write_json_atomic
-from runner.run import seed_everything
+import runner.sweep.summary as sweep
+from runner.resume import checkpoint
+from runner.task.device import auto_device, pick_device
+from runner.run.loop import train
+from runner.run.metrics import read_records, write_json_atomic
+from runner.run.job import seed_everything
 from tests.helpers import ROOT, build_all, compose_cfg, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
@@ -373,7 +374,7 @@ def test_slurm_preset_takes_partition_and_account_from_the_environment(monkeypat
 
 
 def test_sweep_keys_are_validated():
-    from runner.validate import ConfigError, validate
+    from runner.validation.validate import ConfigError, validate
 
     cfg = compose_cfg("checkpoint_every=-5", "objective.use=last")
     with pytest.raises(ConfigError) as e:

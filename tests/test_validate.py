@@ -18,9 +18,9 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from runner.__main__ import CONF_DIR
-from runner.validate import ConfigError, problems, validate
-from runner.validate_files import declared, search_dirs, syntax_errors
-from runner.validate_rules import Rule, RuleError, derived, parse
+from runner.validation.validate import ConfigError, problems, validate
+from runner.validation.sources import declared, search_dirs, syntax_errors
+from runner.validation.rules import Rule, RuleError, derived, parse
 from tests.helpers import MODELS, OPTIMS, SCHEDS, TASKS, compose_cfg
 
 CONF = Path(CONF_DIR)
@@ -98,7 +98,7 @@ def test_cuda_asked_for_where_there_is_none():
 
 def test_unknown_task_argument_is_caught():
     cfg = compose_cfg("+task.batchsize=32")
-    with pytest.raises(ConfigError, match="task.batchsize: not an argument of tasks.classifier.Classifier"):
+    with pytest.raises(ConfigError, match="task.batchsize: not an argument of tasks.classifier.task.Classifier"):
         validate(cfg, choices(cfg))
 
 

@@ -6,12 +6,12 @@ launcher composes it again to run it: two compositions per job, most of the runn
 job in a sweep of short runs. Here the check composes each distinct set of config-group choices
 once (`optim=adam`, `+optim@optim_discriminator=sgd`) and applies each job's plain overrides
 (`seed=7`, `optim.lr=0.1`) to a copy, as Hydra's composition does after the defaults list. Every
-job's config is then validated (runner/validate.py: values, keys against their classes, the
+job's config is then validated (runner/validation/validate.py: values, keys against their classes, the
 task's checks; CUDA is left to the job, which may run elsewhere), all before the first job
 starts: a mistake in job 40 of 50 stops the sweep before job 0 (about 10 ms a job on this 2-core
 machine, against 100-200 ms for a composition; torch is imported once, for the second pass). A
 parameter that sweeps no value (`seed=range(0,0)`) is an error naming it, not a sweep of no jobs
-that exits 0. It also tells the sweep's progress lines how many jobs there are (runner/sweep.py).
+that exits 0. It also tells the sweep's progress lines how many jobs there are (runner/sweep/summary.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from hydra.core.override_parser.types import Override
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
-from runner import sweep
+import runner.sweep.summary as sweep
 
 
 class CoveringSweeper(BasicSweeper):
@@ -62,8 +62,8 @@ class CoveringSweeper(BasicSweeper):
 
 def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> dict[str, list[int]]:
     """{problem: the numbers of the jobs that have it}, over every job's composed config."""
-    from runner.validate import problems
-    from runner.validate_classes import deep_problems
+    from runner.validation.validate import problems
+    from runner.validation.classes import deep_problems
 
     is_group = loader.repository.group_exists
     parser = OverridesParser.create(config_loader=loader)

@@ -1,0 +1,56 @@
+"""Every object built from config, in one place: the task, its model, the optimizers with their
+schedules, and the tracker. Config says which class and which numbers (`_target_`,
+`_partial_: true`); this module passes the live objects (runtime, parameters, optimizers)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from runner.task.device import Runtime
+from runner.task.optim import OptimizerSet
+from runner.task.protocol import Task
+
+
+def _plain(node: DictConfig, drop: Sequence[str] = (), lr_scale: float = 1.0) -> DictConfig:
+    """The node resolved against the whole config, minus the keys the runner reads itself
+    (runner.validation.classes.RUNNER_KEYS), with its learning rate scaled."""
+    resolved = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
+    if lr_scale != 1.0 and "lr" in resolved:
+        resolved["lr"] *= lr_scale
+    return OmegaConf.create(resolved)
+
+
+def task(cfg: DictConfig, runtime: Runtime) -> Task:
+    factory = instantiate(_plain(cfg.task, drop=["models"]))
+    return factory(runtime=runtime, model=instantiate(cfg.model))
+
+
+def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
+    """One optimizer set per trained module, each with the selected schedule. A module's role may
+    have its own optimizer config (`+optim@optim_discriminator=adam`), and a task may scale a
+    role's learning rates (`task.lr_scale`, e.g. two time scales for a GAN)."""
+    schedule = instantiate(cfg.sched)
+    sets = {}
+    for role, module in task.models().items():
+        node = cfg.get(f"optim_{role}") or cfg.optim
+        scale = getattr(task, "lr_scale", {}).get(role, 1.0)
+        aux = node.get("aux")
+        sets[role] = OptimizerSet(module, instantiate(_plain(node, drop=["aux", "create_graph"], lr_scale=scale)),
+                                  instantiate(_plain(aux, lr_scale=scale)) if aux is not None else None,
+                                  create_graph=bool(node.get("create_graph", False)))
+        sets[role].schedule(schedule)
+    return sets
+
+
+def tracker(cfg: DictConfig, config: dict, run_dir: Path, name: str, tags: Sequence[str], group: str | None,
+            run_id: str | None = None):
+    """`config`: what the tracker's run records as its config (the resolved config and the run's
+    provenance); `run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint)."""
+    factory = instantiate(cfg.logger)
+    user_group = cfg.logger.get("group")
+    return factory(run_dir=run_dir, config=config, name=name,
+                   tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group, run_id=run_id)

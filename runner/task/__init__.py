@@ -1,0 +1,5 @@
+"""The task's side of the contract: what a task is (`protocol`) and what it may use of the runner:
+the device, precision and threads (`device`), optimizer sets (`optim`), which weight decays are
+gradient terms (`decay`), the convergence fit (`convergence`) and `sharpness`.
+
+A task (tasks/) imports runner only from here. Imports nothing else of runner."""

@@ -1,0 +1,177 @@
+"""Image classification by minibatch (or full-batch) gradient methods: digits, MNIST, CIFAR.
+
+    runner task=digits                 # the default experiment, offline
+    runner task=cifar optim=muon       # CIFAR-10, fastnet, Muon
+
+The whole dataset lives on the device as one tensor; every step draws the next slice of a
+per-epoch random permutation, augments it on the device (CIFAR: random crop with padding and
+horizontal flip, in batch) and takes one optimizer step.
+
+Primary convergence metric: `train/grad_norm`, the norm of the gradient of the objective the
+optimizer actually minimises, measured before the step (`train/loss_grad_norm` is that of the
+loss alone; without weight decay the two are one value). A weight decay that is a gradient term
+(SGD's, Adam's) is part of that objective; a decoupled one (AdamW's) is not (runner/task/decay.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from runner.task.device import Runtime
+from runner.task.decay import coupled_decay
+from runner.task.optim import OptimizerSet, total_norm
+from tasks.classifier.datasets import ImageData
+
+
+
+class Classifier:
+    primary = "train/grad_norm"
+
+    def __init__(
+        self,
+        dataset: Callable[..., ImageData],
+        runtime: Runtime,
+        model: Callable[..., nn.Module],
+        batch_size: int = 128,
+        epochs: float | None = None,
+        steps: int | None = None,
+        label_smoothing: float = 0.0,
+        augment: bool = False,
+        crop_padding: int = 4,
+        eval_batch_size: int = 2000,
+        sharpness_batch: int = 512,
+    ):
+        self.rt = runtime
+        data = dataset()
+        dev = runtime.device
+        # Standardise with the training set's per-channel statistics, once, on the device.
+        mean = data.x_train.mean(dim=(0, 2, 3), keepdim=True)
+        std = data.x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        self.fmt = fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
+        self.x_train = ((data.x_train - mean) / std).to(dev).contiguous(memory_format=fmt)
+        self.y_train = data.y_train.to(dev)
+        self.x_test = ((data.x_test - mean) / std).to(dev).contiguous(memory_format=fmt)
+        self.y_test = data.y_test.to(dev)
+        self.n = len(self.y_train)
+        self.batch_size = min(batch_size, self.n)
+        self.steps_per_epoch = self.n // self.batch_size  # the last partial batch is dropped
+        self.total_steps = int(steps) if steps is not None else max(1, round(epochs * self.steps_per_epoch))
+        self.label_smoothing = label_smoothing
+        self.augment = augment
+        self.pad = crop_padding
+        self.eval_batch_size = eval_batch_size
+
+        self.net = runtime.place(model(in_shape=tuple(self.x_train.shape[1:]), num_classes=data.num_classes))
+        self.forward = runtime.forward_fn(self.net)
+        self.sharp_x, self.sharp_y = self.x_train[:sharpness_batch], self.y_train[:sharpness_batch]
+        self._order = torch.empty(0, dtype=torch.long, device=dev)
+        self._pos = 0
+        self._decay: tuple[OptimizerSet, list[tuple[dict, list[Tensor]]]] | None = None  # found once
+
+    @staticmethod
+    def check(root: DictConfig) -> list[str]:
+        """Problems with this task's config that can be seen before loading anything. Each key's
+        type and range are declared in conf/task/*.yaml and checked before this runs."""
+        cfg, problems = root.task, []
+        if (cfg.get("epochs") is None) == (cfg.get("steps") is None):
+            problems.append(f"task.epochs={cfg.get('epochs')}, task.steps={cfg.get('steps')}: set exactly one budget")
+        size = getattr(_target(cfg.dataset), "train_size", None)
+        if size is not None and cfg.batch_size > size:
+            problems.append(f"task.batch_size={cfg.batch_size}: larger than the training set ({size}); "
+                            f"use at most {size} (= full-batch gradient descent)")
+        return problems
+
+    def models(self) -> Mapping[str, nn.Module]:
+        return {"model": self.net}
+
+    def state_dict(self) -> dict:
+        """For checkpoints: where the run is in the current epoch's permutation."""
+        return {"order": self._order, "pos": self._pos}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self._order, self._pos = state["order"].to(self.rt.device), state["pos"]
+
+    def _next_batch(self) -> tuple[Tensor, Tensor]:
+        if self._pos + self.batch_size > len(self._order):
+            self._order = torch.randperm(self.n, device=self.rt.device)
+            self._pos = 0
+        idx = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        x, y = self.x_train[idx], self.y_train[idx]
+        return (self._augment(x) if self.augment else x), y
+
+    def _augment(self, x: Tensor) -> Tensor:
+        """Random crop after zero padding by `pad` pixels, and a random horizontal flip, per image."""
+        b, _, h, w = x.shape
+        padded = F.pad(x, (self.pad,) * 4)
+        dy, dx = (torch.randint(0, 2 * self.pad + 1, (2, b, 1), device=x.device))
+        rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # b x 1 x h x 1
+        cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # b x 1 x 1 x w
+        batch = torch.arange(b, device=x.device)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        crops = padded[batch, chans, rows, cols]
+        flip = torch.rand(b, 1, 1, 1, device=x.device) < 0.5
+        return torch.where(flip, crops.flip(3), crops).contiguous(memory_format=self.fmt)
+
+    def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor]:
+        opt = opt["model"]
+        x, y = self._next_batch()
+        with self.rt.autocast():
+            loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
+        opt.zero_grad()
+        loss.backward(create_graph=opt.create_graph)
+        objective = self._objective_grad_norm(opt) if measure else None  # before the step moves w
+        stats = opt.step(measure)
+        if not measure:
+            return {}
+        out = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
+        out["train/loss_grad_norm"] = out["train/grad_norm"]
+        if objective is not None:
+            out["train/grad_norm"] = objective
+        return out
+
+    def _objective_grad_norm(self, opt: OptimizerSet) -> Tensor | None:
+        """|grad L + wd w| over the tensors whose decay is a gradient term, |grad L| over the
+        rest, on the device; None when no decay is a gradient term (then it is opt's grad_norm)."""
+        if self._decay is None or self._decay[0] is not opt:
+            self._decay = opt, coupled_decay(opt)
+        if not self._decay[1]:
+            return None
+        wd = {id(p): group["weight_decay"] for group, params in self._decay[1] for p in params}
+        with torch.no_grad():
+            return total_norm([p.grad.add(p.detach(), alpha=wd[id(p)]) if id(p) in wd else p.grad
+                               for p in opt.params if p.grad is not None])
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Tensor]:
+        self.net.eval()
+        loss_sum = torch.zeros((), device=self.rt.device)
+        correct = torch.zeros((), device=self.rt.device, dtype=torch.long)
+        for i in range(0, len(self.y_test), self.eval_batch_size):
+            x, y = self.x_test[i:i + self.eval_batch_size], self.y_test[i:i + self.eval_batch_size]
+            with self.rt.autocast():
+                logits = self.forward(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+        self.net.train()
+        n = len(self.y_test)
+        return {"eval/loss": loss_sum / n, "eval/acc": correct / n}
+
+    def sharpness_loss(self) -> Tensor:
+        """Training loss on a fixed batch, with its graph, for Hessian-vector products (fp32,
+        no augmentation, so every measurement sees the same function). BatchNorm updates
+        copies of its running statistics: measuring must not change the model."""
+        state = {**dict(self.net.named_parameters()), **{k: b.clone() for k, b in self.net.named_buffers()}}
+        logits = torch.func.functional_call(self.net, state, (self.sharp_x,))
+        return F.cross_entropy(logits, self.sharp_y, label_smoothing=self.label_smoothing)
+
+
+def _target(node: DictConfig):
+    from hydra.utils import get_method
+
+    return get_method(node._target_)

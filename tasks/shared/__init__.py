@@ -1,0 +1,1 @@
+"""What several task families use: optimal transport between samples (`transport`)."""
