@@ -20,10 +20,8 @@ import hydra
 from omegaconf import DictConfig
 
 import runner.sweep.summary as sweep
-
-from runner.validation import extras
-
 from runner.resume import stops
+from runner.validation import extras
 from runner.validation.sources import dirs_in_argv, syntax_errors
 
 # The configs are the package runner.conf (pyproject.toml maps it onto conf/): the clone's conf/ in

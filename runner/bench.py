@@ -28,11 +28,11 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from runner.run import build
 from runner.__main__ import CONF_DIR
-from runner.task.device import Runtime
+from runner.run import build
 from runner.run.loop import train
 from runner.run.metrics import History, MetricsFile
+from runner.task.device import Runtime
 from tasks.classifier.datasets import ImageData
 
 

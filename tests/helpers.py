@@ -7,8 +7,8 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from runner.run import build
 from runner.__main__ import CONF_DIR
+from runner.run import build
 from runner.task.device import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent

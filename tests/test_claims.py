@@ -17,8 +17,8 @@ import yaml
 import runner.claims.__main__ as cli
 from runner.claims.check import problems
 from runner.claims.expr import ExprError, parse
-from runner.claims.measure import Row, judge
 from runner.claims.jobs import find_jobs, hydra_value, job_overrides, parsed
+from runner.claims.measure import Row, judge
 from runner.claims.spec import ClaimError, discover, load
 
 SHIPPED = discover(cli.claims_dir())

@@ -21,9 +21,9 @@ import torch
 
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet
-from tasks.classifier.task import Classifier
 from tasks.classifier.datasets import DataMissing, ImageData, cifar10, cifar100, digits, mnist
 from tasks.classifier.nets import mlp
+from tasks.classifier.task import Classifier
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,8 +12,8 @@ import pytest
 import pytorch_optimizer
 import torch
 
-from runner.task.optim import OptimizerSet
 from runner.task.decay import coupled_decay, decay_is_a_gradient_term
+from runner.task.optim import OptimizerSet
 from tests.helpers import OPTIMS, build_all, compose_cfg
 
 FULL_BATCH = ("task.batch_size=1437", "task.epochs=null", "device=cpu")

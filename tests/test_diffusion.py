@@ -13,7 +13,7 @@ from hydra.errors import ConfigCompositionException
 
 from runner.validation.validate import ConfigError, validate
 from tasks.diffusion.closed_forms import Mixture, gaussian_flow, make_target, w2_gaussian
-from tasks.diffusion.task import FLOOR_MARGIN, error_floor, order_verdict
+from tasks.diffusion.orders import FLOOR_MARGIN, error_floor, order_verdict
 from tasks.diffusion.samplers import adaptive
 from tests.helpers import build_all, compose_cfg
 

@@ -23,10 +23,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
 
 import runner.__main__ as cli
-import runner.sweep.summary as sweep
-from runner.run.progress import records_after
 from runner.report.__main__ import main
 from runner.report.results import read_run
+from runner.run.progress import records_after
+import runner.sweep.summary as sweep
 from tests.helpers import ROOT
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

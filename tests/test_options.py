@@ -22,8 +22,8 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from runner.__main__ import CONF_DIR
-from runner.run.metrics import read_records
 from runner.common.schema import FINISHED
+from runner.run.metrics import read_records
 from tests import fake_slurm
 from tests.helpers import compose_cfg, data_dir_for, run_main, tiny_budget
 

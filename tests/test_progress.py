@@ -16,10 +16,10 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from rich.console import Console
 
-import runner.sweep.summary as sweep
-from runner.common.schema import SKIPPED
 from runner.common.console import for_output
+from runner.common.schema import SKIPPED
 from runner.run.progress import Reporter, bar_title, fit, job_line, records_after, work
+import runner.sweep.summary as sweep
 from tests.test_sweep import TINY, runner_here
 
 RECORD = {"step": 200, "time/elapsed_s": 2.0, "train/loss": 0.123456, "eval/acc": 0.9722, "eval/loss": 0.0912,

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 import runner.report.__main__ as report
-
 from runner.run import provenance
 from runner.run.metrics import read_records, write_json_atomic
 from tasks.classifier.task import Classifier

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from runner.report.aggregate import curve, t_interval
 from runner.report.__main__ import build, main
+from runner.report.aggregate import curve, t_interval
 from runner.report.fit import measure_of
-from runner.report.text import number
 from runner.report.results import Run
+from runner.report.text import number
 from tests.helpers import ROOT
 
 ENV_ARGS = ("logger=none",)

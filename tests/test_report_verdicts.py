@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from runner.report.aggregate import y_scale
 from runner.report.__main__ import build
+from runner.report.aggregate import y_scale
 from runner.report.claims import claim_figure, law, read_claims
 from runner.report.conv import order_figure
 from runner.report.figures import metric_figure

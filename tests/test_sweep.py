@@ -20,12 +20,12 @@ from omegaconf import OmegaConf
 
 import runner.__main__ as cli
 from hydra_plugins.runner_sweeper.covering_sweeper import covering
-import runner.sweep.summary as sweep
 from runner.resume import checkpoint
-from runner.task.device import auto_device, pick_device
+from runner.run.job import seed_everything
 from runner.run.loop import train
 from runner.run.metrics import read_records, write_json_atomic
-from runner.run.job import seed_everything
+import runner.sweep.summary as sweep
+from runner.task.device import auto_device, pick_device
 from tests.helpers import ROOT, build_all, compose_cfg, signal_mid_run
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}

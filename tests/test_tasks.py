@@ -8,9 +8,9 @@ import math
 
 import pytest
 
-from runner.task.convergence import fit_tail
 from runner.run.loop import assess, train
 from runner.run.metrics import History
+from runner.task.convergence import fit_tail
 from tests.helpers import TASKS, build_all, compose_cfg, data_dir_for
 
 

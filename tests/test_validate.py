@@ -18,9 +18,9 @@ from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import ValidationError
 
 from runner.__main__ import CONF_DIR
-from runner.validation.validate import ConfigError, problems, validate
-from runner.validation.sources import declared, search_dirs, syntax_errors
 from runner.validation.rules import Rule, RuleError, derived, parse
+from runner.validation.sources import declared, search_dirs, syntax_errors
+from runner.validation.validate import ConfigError, problems, validate
 from tests.helpers import MODELS, OPTIMS, SCHEDS, TASKS, compose_cfg
 
 CONF = Path(CONF_DIR)

@@ -28,8 +28,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from runner.claims.measure import Row, judge, measure
 from runner.claims.jobs import find_jobs, run_sweep
+from runner.claims.measure import Row, judge, measure
 from runner.claims.spec import Claim, ClaimError, discover, load
 from runner.claims.table import record, table
 

@@ -21,8 +21,8 @@ from omegaconf import OmegaConf
 
 from runner.claims.expr import Expr, ExprError
 from runner.claims.spec import Claim
-from runner.run.metrics import read_records
 from runner.common.runfiles import Unreadable, read_yaml
+from runner.run.metrics import read_records
 
 INTERVAL = ("conv/rate", "conv/exponent", "conv/order")  # measures that must come with conv/<x>_ci
 

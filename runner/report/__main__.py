@@ -33,8 +33,8 @@ from runner.report.claims import claim_figure, claim_table, read_claims
 from runner.report.conv import local_figure, order_figure
 from runner.report.figures import lr_figure, metric_figure, png
 from runner.report.files import safe_name, writable, write
-from runner.report.verdicts import fit_table, repeats_table, runs_fit_table
 from runner.report.results import Group, find_runs, group_runs, primary_metric, read_runs, swept_lr_keys
+from runner.report.verdicts import fit_table, repeats_table, runs_fit_table
 
 AGGREGATION = ("Curves: each group's runs are aligned on their logged steps (interpolated linearly inside each "
                "run's own range) and averaged; a run that stopped early leaves the mean where it stopped. Against "

@@ -20,14 +20,14 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from runner.common.runfiles import Unreadable, kind, read_json
+from runner.common.schema import is_number
 from runner.report.conv import conv, geometric_curve, median_span, value_at
 from runner.report.figures import colours, panels_figure, plain
 from runner.report.fit import NAMES, Stat, value_text
 from runner.report.html import Table
-from runner.report.text import number
 from runner.report.results import SKIP_DIRS, Run
-from runner.common.runfiles import Unreadable, kind, read_json
-from runner.common.schema import is_number
+from runner.report.text import number
 
 CLAIM_FILE = "claim.json"
 

@@ -16,9 +16,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from runner.common.schema import is_number
 from runner.report.aggregate import AXES, Curve, band, curve
 from runner.report.results import Group
-from runner.common.schema import is_number
 
 WIDTH, HEIGHT = 5.2, 3.9  # inches per panel; the legend adds a row height per line of entries
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from runner.report.aggregate import t_interval
-from runner.report.text import number
 from runner.report.results import Group, Run
+from runner.report.text import number
 
 NAMES = {"conv/rate": "rate", "conv/exponent": "exponent", "conv/order": "order"}
 TRENDS = ("linear", "sublinear", "diverging")  # the kinds whose rate, exponent or order means something

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.run.provenance import differing, flatten
 from runner.report.fit import NAMES, group_fit, value_text
-from runner.report.text import mean_ci
 from runner.report.results import UNFINISHED, Group, Run
+from runner.report.text import mean_ci
+from runner.run.provenance import differing, flatten
 
 STATUSES = ("completed", "diverged", "failed", "interrupted", UNFINISHED)
 WHY_UNFINISHED = "no summary.json: still running, or killed before it could write one"

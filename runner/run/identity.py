@@ -29,11 +29,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from runner.common.schema import FINISHED, SKIPPED
 from runner.resume import aside
 from runner.resume.checkpoint import CHECKPOINT
 from runner.resume.lock import LOCK
 from runner.run.metrics import RESERVE, write_json_atomic
-from runner.common.schema import FINISHED, SKIPPED
 
 NOT_IDENTITY = ("rerun", "checkpoint_every", "total_steps", "logger", "threads")  # keys that do not change what a run computes
 KEEP_IN_PLACE = (".hydra", "runner.log", SKIPPED, LOCK, RESERVE)  # they belong to the folder's current job

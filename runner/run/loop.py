@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterator, Mapping
 
 import torch
 
+from runner.resume.stops import StopSignals, pause_point
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet
-from runner.task.sharpness import top_hessian_eigenvalue
-from runner.resume.stops import StopSignals, pause_point
 from runner.task.protocol import Task
+from runner.task.sharpness import top_hessian_eigenvalue
 
 Emit = Callable[[dict[str, float]], str | None]  # returns a reason when the run diverged
 ASSESSING = "during the measurements after training (the task's assess())"

@@ -19,13 +19,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
-from runner.resume import checkpoint, stops
-from runner.task.convergence import fit_tail
-from runner.run.disk import disk_problem
-from runner.run.metrics import History, give_back, write_json_atomic
 from runner.common.console import for_output
 from runner.common.schema import FINISHED
+from runner.resume import checkpoint, stops
+from runner.run.disk import disk_problem
+from runner.run.metrics import History, give_back, write_json_atomic
 from runner.run.progress import job_line, records_after, summary_table, verdict_line
+from runner.task.convergence import fit_tail
 
 log = logging.getLogger(__name__)
 console = for_output(Console())  # in a log file, lines are not hard-wrapped

@@ -29,8 +29,8 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from runner.validation.sources import declared, search_dirs
 from runner.validation.rules import Rules, derived, parse, problem
+from runner.validation.sources import declared, search_dirs
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 PRECISIONS = ("auto", "fp32", "bf16")

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from runner.task.device import Runtime
 from runner.task.decay import coupled_decay
+from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet, total_norm
 from tasks.classifier.datasets import ImageData
 

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-import tasks.gridworld.env  # noqa: F401 - registers runner/GridWorld-v0
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet
+import tasks.gridworld.env  # noqa: F401 - registers runner/GridWorld-v0
 
 METHODS, INITS, STARTS, BASELINES = ("pg", "npg", "reinforce"), ("uniform", "random", "bad"), ("env", "uniform"), ("none", "mean")
 
