@@ -16,7 +16,7 @@ import torch
 
 from runner.device import Runtime
 from runner.optim import OptimizerSet
-from runner.sharpness import top_hessian_eigenvalue
+from runner.sharpness import lanczos_top_eigenvalue, top_hessian_eigenvalue
 from runner.stops import StopSignals, pause_point
 from runner.task import Task
 
@@ -63,7 +63,8 @@ def to_host(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
 
 
 def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit, *, log_every: int,
-          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20, start: int = 0,
+          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20, sharpness_lanczos: bool = False,
+          start: int = 0,
           clocks: tuple[float, float] = (0.0, 0.0),
           after_step: Callable[[int], None] | None = None) -> tuple[int, str | None]:
     """Run the task's budget from step `start` + 1 (a resumed run: `clocks` are its training and
@@ -86,6 +87,8 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
             with clock.pause():
                 params = [p for o in opts.values() for p in o.params]
                 record["train/sharpness"] = top_hessian_eigenvalue(task.sharpness_loss(), params, sharpness_iters)
+                if sharpness_lanczos:
+                    record["train/sharpness_lanczos"] = lanczos_top_eigenvalue(task.sharpness_loss(), params)
         if evaluate:
             with clock.pause():
                 for o in opts.values():

@@ -13,14 +13,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
 
 from runner import checkpoint, stops
-from runner.convergence import fit_tail
+from runner.convergence import EPS, fit_tail
 from runner.disk import disk_problem
 from runner.metrics import History, give_back, write_json_atomic
 from runner.progress import for_output, job_line, records_after, summary_table, verdict_line
@@ -53,7 +52,7 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     run_dir = Path(summary["run_dir"])
     if summary["status"] in ("failed", "interrupted"):
         summary["steps"] = history.last_step
-    eps = torch.finfo(torch.bfloat16 if summary.get("precision") == "bf16" else torch.float32).eps
+    eps = EPS.get(summary.get("precision"), EPS["fp32"])
     conv = summary.get("convergence") or {  # a task's own fit (task.convergence) replaces the runner's
         "conv/metric": history.primary,
         **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor, eps)}

@@ -33,7 +33,7 @@ from runner.validate_files import declared, search_dirs
 from runner.validate_rules import Rules, derived, parse, problem
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 LOGGER_MODES = ("online", "offline", "disabled")
 
 
