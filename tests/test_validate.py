@@ -58,7 +58,7 @@ def test_every_value_problem_is_reported_together():
     found = err.value.problems
     assert found == problems(cfg, choices(cfg))  # the first pass: nothing imported
     for needle in ("optim.lr=0: must be a finite number > 0", "optim.aux.lr=-3: must be a finite number > 0",
-                   "precision='fp16': allowed: auto, fp32, bf16", "eval_every=-1: must be an integer >= 1",
+                   "precision='fp16': allowed: auto, fp32, bf16, fp64", "eval_every=-1: must be an integer >= 1",
                    "task.steps=7.5: must be an integer >= 1 or null", "metrics.fit_tail=0: must be a number in (0, 1]",
                    "logger.mode='sometimes': allowed: online, offline, disabled",
                    "device='tpu': unknown device; allowed: auto, cpu, cuda, cuda:N",

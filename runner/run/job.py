@@ -111,7 +111,7 @@ def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
         space = reserve(run_dir)
         validate(cfg, hc.runtime.choices)
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
-        summary["device"], summary["precision"] = str(rt.device), "bf16" if rt.dtype == torch.bfloat16 else "fp32"
+        summary["device"], summary["precision"] = str(rt.device), rt.precision
         summary["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))
         summary["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, summary["threads"])
         name, tags, group = describe(hc)  # the tracker's run exists before the task: a failed build shows in it
@@ -145,7 +145,8 @@ def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
         stop.check(STARTING)
         steps, reason = train(task, opts, rt, rec.emit, log_every=cfg.log_every, eval_every=cfg.eval_every,
                               sharpness_every=cfg.metrics.sharpness_every,
-                              sharpness_iters=cfg.metrics.sharpness_iters, start=start, clocks=clocks,
+                              sharpness_iters=cfg.metrics.sharpness_iters,
+                              sharpness_lanczos=cfg.metrics.sharpness_lanczos, start=start, clocks=clocks,
                               after_step=saver)
         measures = reason is None and callable(getattr(task, "assess", None))
         if (measures or cfg.checkpoint_every) and reason is None and steps > start:

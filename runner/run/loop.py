@@ -18,7 +18,7 @@ from runner.resume.stops import StopSignals, pause_point
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet
 from runner.task.protocol import Task
-from runner.task.sharpness import top_hessian_eigenvalue
+from runner.task.sharpness import lanczos_top_eigenvalue, top_hessian_eigenvalue
 
 Emit = Callable[[dict[str, float]], str | None]  # returns a reason when the run diverged
 ASSESSING = "during the measurements after training (the task's assess())"
@@ -63,7 +63,8 @@ def to_host(values: Mapping[str, torch.Tensor | float]) -> dict[str, float]:
 
 
 def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit, *, log_every: int,
-          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20, start: int = 0,
+          eval_every: int, sharpness_every: int = 0, sharpness_iters: int = 20, sharpness_lanczos: bool = False,
+          start: int = 0,
           clocks: tuple[float, float] = (0.0, 0.0),
           after_step: Callable[[int], None] | None = None) -> tuple[int, str | None]:
     """Run the task's budget from step `start` + 1 (a resumed run: `clocks` are its training and
@@ -86,6 +87,8 @@ def train(task: Task, opts: Mapping[str, OptimizerSet], rt: Runtime, emit: Emit,
             with clock.pause():
                 params = [p for o in opts.values() for p in o.params]
                 record["train/sharpness"] = top_hessian_eigenvalue(task.sharpness_loss(), params, sharpness_iters)
+                if sharpness_lanczos:
+                    record["train/sharpness_lanczos"] = lanczos_top_eigenvalue(task.sharpness_loss(), params)
         if evaluate:
             with clock.pause():
                 for o in opts.values():

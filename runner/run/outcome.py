@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
@@ -25,7 +24,7 @@ from runner.resume import checkpoint, stops
 from runner.run.disk import disk_problem
 from runner.run.metrics import History, give_back, write_json_atomic
 from runner.run.progress import job_line, records_after, summary_table, verdict_line
-from runner.task.convergence import fit_tail
+from runner.task.convergence import EPS, fit_tail
 
 log = logging.getLogger(__name__)
 console = for_output(Console())  # in a log file, lines are not hard-wrapped
@@ -54,7 +53,7 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     run_dir = Path(summary["run_dir"])
     if summary["status"] in ("failed", "interrupted"):
         summary["steps"] = history.last_step
-    eps = torch.finfo(torch.bfloat16 if summary.get("precision") == "bf16" else torch.float32).eps
+    eps = EPS.get(summary.get("precision"), EPS["fp32"])
     conv = summary.get("convergence") or {  # a task's own fit (task.convergence) replaces the runner's
         "conv/metric": history.primary,
         **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor, eps)}

@@ -43,6 +43,8 @@ MIN_POINTS = 8      # fewer points cannot separate a law from its noise (a 3-poi
 MATERIAL = 0.05     # a relative change of g below 5% across the window is no material progress
 FLOOR_POINTS = 5    # a floor is recognised only when this many points sit on it
 LOCAL_ENTRIES = 64  # sliding-window estimates kept in the summary
+# machine epsilon of each `precision` (summary.json), for the rounding floor; bf16 keeps 8 significant bits
+EPS = {"fp64": float(np.finfo(np.float64).eps), "fp32": float(np.finfo(np.float32).eps), "bf16": 2.0 ** -7}
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def bandwidth(u: np.ndarray) -> int:
 
 
 def fit_tail(series: Sequence[tuple[int, float]], tail: float = 0.5, thresholds: Sequence[float] = (),
-             floor: float = 1e-12, eps: float = float(np.finfo(np.float32).eps)) -> dict:
+             floor: float = 1e-12, eps: float = EPS["fp32"]) -> dict:
     """The verdict on `series` = [(step, g)] as `conv/*` keys (README lists them), with the first
     logged step below each threshold and the logged step before it."""
     out = {"conv/x": "step", **reached(series, thresholds)}

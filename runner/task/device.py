@@ -103,8 +103,9 @@ class Runtime:
     """What a task needs to know about the hardware, decided once by the runner."""
 
     device: torch.device
-    dtype: torch.dtype | None  # autocast dtype; None = full fp32
+    dtype: torch.dtype | None  # autocast dtype; None = no autocast
     compile: bool = False
+    param_dtype: torch.dtype = torch.float32  # of parameters and data: float64 with precision=fp64
 
     @classmethod
     def from_config(cls, device: str, precision: str, compile: bool, job_num: int | None = None) -> Runtime:
@@ -113,7 +114,13 @@ class Runtime:
             torch.cuda.set_device(dev)  # libraries that use the current device follow the job's GPU
         if precision == "auto":
             precision = "bf16" if dev.type == "cuda" else "fp32"
-        return cls(dev, torch.bfloat16 if precision == "bf16" else None, compile)
+        return cls(dev, torch.bfloat16 if precision == "bf16" else None, compile,
+                   torch.float64 if precision == "fp64" else torch.float32)
+
+    @property
+    def precision(self) -> str:
+        """The name summary.json records: fp64, bf16 (autocast over fp32 parameters) or fp32."""
+        return "fp64" if self.param_dtype == torch.float64 else "bf16" if self.dtype == torch.bfloat16 else "fp32"
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype is None:
@@ -126,8 +133,8 @@ class Runtime:
         return self.device.type == "cuda"
 
     def place(self, model: nn.Module) -> nn.Module:
-        """Move a freshly built model to the device (channels_last for conv nets on CUDA)."""
-        model = model.to(self.device)
+        """Move a freshly built model to the device in `param_dtype` (channels_last for conv nets on CUDA)."""
+        model = model.to(device=self.device, dtype=self.param_dtype)
         if self.channels_last and any(isinstance(m, nn.Conv2d) for m in model.modules()):
             model = model.to(memory_format=torch.channels_last)
         return model

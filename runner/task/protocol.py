@@ -13,6 +13,9 @@ Optional: `assess()`, measurements after training, yielding one record each with
 steps + N); `convergence(metric, tail)`, the task's own fit of `metric` on the last `tail` fraction of
 its points (`conv/*` keys, README "Convergence verdict"), replacing the runner's whole (diffusion: log error against log NFE); `figures(run_dir)`,
 {key: PNG path} saved after the run and sent to the tracker.
+
+Optional: `fp64 = True`, a class attribute saying that with `precision=fp64` the task computes in
+float64 throughout (its models, data and losses; `Runtime.param_dtype`); without it fp64 is refused.
 """
 
 from __future__ import annotations

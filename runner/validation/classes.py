@@ -69,6 +69,9 @@ def _task(cfg: DictConfig, choices: Mapping[str, str]) -> Iterable[str]:
     if cfg.metrics.sharpness_every and not hasattr(task_class, "sharpness_loss"):
         yield (f"metrics.sharpness_every={cfg.metrics.sharpness_every}: task={choices.get('task')} "
                f"has no sharpness measurement; use metrics.sharpness_every=0")
+    if cfg.precision == "fp64" and not getattr(task_class, "fp64", False):
+        yield (f"precision=fp64: task={choices.get('task')} does not compute in float64 (its class sets no "
+               f"`fp64 = True`); use precision=fp32, bf16 or auto")
     takes = inspect.signature(task_class).parameters
     for group in TASK_GROUPS:
         if group in cfg and group not in takes:

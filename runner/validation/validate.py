@@ -33,7 +33,7 @@ from runner.validation.rules import Rules, derived, parse, problem
 from runner.validation.sources import declared, search_dirs
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 LOGGER_MODES = ("online", "offline", "disabled")
 
 

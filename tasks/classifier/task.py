@@ -11,6 +11,11 @@ Primary convergence metric: `train/grad_norm`, the norm of the gradient of the o
 optimizer actually minimises, measured before the step (`train/loss_grad_norm` is that of the
 loss alone; without weight decay the two are one value). A weight decay that is a gradient term
 (SGD's, Adam's) is part of that objective; a decoupled one (AdamW's) is not (runner/task/decay.py).
+
+Loss (`task.loss`): `cross_entropy`, or `mse` on one-hot targets as in Cohen et al.'s (2021)
+edge-of-stability experiments, 0.5 x the mean over samples of the squared error summed over
+classes. Label smoothing smooths the targets of either; `eval/loss` is the same loss unsmoothed.
+With `precision=fp64` the data, the model and every loss are float64 (`Runtime.param_dtype`).
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet, total_norm
 from tasks.classifier.datasets import ImageData
 
+LOSSES = ("cross_entropy", "mse")
+SHARPNESS_MIN_BATCH = 512  # a sharpness measured on fewer examples varies from batch to batch
 
 
 class Classifier:
     primary = "train/grad_norm"
+    fp64 = True
 
     def __init__(
         self,
@@ -41,34 +49,38 @@ class Classifier:
         epochs: float | None = None,
         steps: int | None = None,
         label_smoothing: float = 0.0,
+        loss: str = "cross_entropy",
         augment: bool = False,
         crop_padding: int = 4,
         eval_batch_size: int = 2000,
-        sharpness_batch: int = 512,
+        sharpness_batch: int | None = None,
     ):
         self.rt = runtime
         data = dataset()
-        dev = runtime.device
+        dev, self.dtype = runtime.device, runtime.param_dtype
         # Standardise with the training set's per-channel statistics, once, on the device.
         mean = data.x_train.mean(dim=(0, 2, 3), keepdim=True)
         std = data.x_train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
         self.fmt = fmt = torch.channels_last if runtime.channels_last else torch.contiguous_format
-        self.x_train = ((data.x_train - mean) / std).to(dev).contiguous(memory_format=fmt)
+        self.x_train = ((data.x_train - mean) / std).to(dev, self.dtype).contiguous(memory_format=fmt)
         self.y_train = data.y_train.to(dev)
-        self.x_test = ((data.x_test - mean) / std).to(dev).contiguous(memory_format=fmt)
+        self.x_test = ((data.x_test - mean) / std).to(dev, self.dtype).contiguous(memory_format=fmt)
         self.y_test = data.y_test.to(dev)
         self.n = len(self.y_train)
         self.batch_size = min(batch_size, self.n)
         self.steps_per_epoch = self.n // self.batch_size  # the last partial batch is dropped
         self.total_steps = int(steps) if steps is not None else max(1, round(epochs * self.steps_per_epoch))
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.loss_kind = label_smoothing, loss
         self.augment = augment
         self.pad = crop_padding
         self.eval_batch_size = eval_batch_size
 
         self.net = runtime.place(model(in_shape=tuple(self.x_train.shape[1:]), num_classes=data.num_classes))
         self.forward = runtime.forward_fn(self.net)
-        self.sharp_x, self.sharp_y = self.x_train[:sharpness_batch], self.y_train[:sharpness_batch]
+        # null: the larger of the run's batch and SHARPNESS_MIN_BATCH, so a full-batch run measures the
+        # sharpness of the very loss it descends (a 512 subset overstated it, README "Sharpness")
+        size = sharpness_batch or max(self.batch_size, SHARPNESS_MIN_BATCH)
+        self.sharp_x, self.sharp_y = self.x_train[:size], self.y_train[:size]
         self._order = torch.empty(0, dtype=torch.long, device=dev)
         self._pos = 0
         self._decay: tuple[OptimizerSet, list[tuple[dict, list[Tensor]]]] | None = None  # found once
@@ -80,6 +92,8 @@ class Classifier:
         cfg, problems = root.task, []
         if (cfg.get("epochs") is None) == (cfg.get("steps") is None):
             problems.append(f"task.epochs={cfg.get('epochs')}, task.steps={cfg.get('steps')}: set exactly one budget")
+        if cfg.get("loss", "cross_entropy") not in LOSSES:
+            problems.append(f"task.loss={cfg.get('loss')!r}: allowed: {', '.join(LOSSES)}")
         size = getattr(_target(cfg.dataset), "train_size", None)
         if size is not None and cfg.batch_size > size:
             problems.append(f"task.batch_size={cfg.batch_size}: larger than the training set ({size}); "
@@ -122,7 +136,7 @@ class Classifier:
         opt = opt["model"]
         x, y = self._next_batch()
         with self.rt.autocast():
-            loss = F.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
+            loss = self.loss(self.forward(x), y, self.label_smoothing)
         opt.zero_grad()
         loss.backward(create_graph=opt.create_graph)
         objective = self._objective_grad_norm(opt) if measure else None  # before the step moves w
@@ -150,25 +164,41 @@ class Classifier:
     @torch.no_grad()
     def evaluate(self) -> dict[str, Tensor]:
         self.net.eval()
-        loss_sum = torch.zeros((), device=self.rt.device)
+        loss_sum = torch.zeros((), device=self.rt.device, dtype=self.dtype)
         correct = torch.zeros((), device=self.rt.device, dtype=torch.long)
         for i in range(0, len(self.y_test), self.eval_batch_size):
             x, y = self.x_test[i:i + self.eval_batch_size], self.y_test[i:i + self.eval_batch_size]
             with self.rt.autocast():
                 logits = self.forward(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            loss_sum += self.loss(logits.to(self.dtype), y, 0.0) * len(y)  # bf16 autocast: summed in fp32
             correct += (logits.argmax(1) == y).sum()
         self.net.train()
         n = len(self.y_test)
         return {"eval/loss": loss_sum / n, "eval/acc": correct / n}
 
     def sharpness_loss(self) -> Tensor:
-        """Training loss on a fixed batch, with its graph, for Hessian-vector products (fp32,
-        no augmentation, so every measurement sees the same function). BatchNorm updates
+        """Training loss on a fixed batch, with its graph, for Hessian-vector products (no autocast:
+        in the parameters' dtype; no augmentation, so every measurement sees the same function).
+        The batch: `task.sharpness_batch` first training examples, the whole set in a full-batch
+        run unless set smaller. BatchNorm updates
         copies of its running statistics: measuring must not change the model."""
         state = {**dict(self.net.named_parameters()), **{k: b.clone() for k, b in self.net.named_buffers()}}
         logits = torch.func.functional_call(self.net, state, (self.sharp_x,))
-        return F.cross_entropy(logits, self.sharp_y, label_smoothing=self.label_smoothing)
+        return self.loss(logits, self.sharp_y, self.label_smoothing)
+
+    def loss(self, logits: Tensor, y: Tensor, smoothing: float) -> Tensor:
+        """The mean training loss of `task.loss` over the batch, with targets smoothed by `smoothing`."""
+        if self.loss_kind == "cross_entropy":
+            return F.cross_entropy(logits, y, label_smoothing=smoothing)
+        return mse_one_hot(logits, y, smoothing)
+
+
+def mse_one_hot(logits: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
+    """0.5 x mean over samples of sum over classes (logit - target)^2, the target one-hot, or
+    (1 - smoothing) one-hot + smoothing / classes as cross-entropy's label smoothing has it."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # under bf16 autocast: fp32, as cross_entropy
+    target = F.one_hot(y, logits.shape[1]).to(logits.dtype) * (1 - smoothing) + smoothing / logits.shape[1]
+    return 0.5 * (logits - target).pow(2).sum(1).mean()
 
 
 def _target(node: DictConfig):

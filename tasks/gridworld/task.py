@@ -152,6 +152,7 @@ class TabularSoftmax(nn.Module):
 
 class PolicyOptimization:
     primary = "rl/subopt"
+    fp64 = True  # model, policy and values are float64 whatever the precision
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], env: str = "FrozenLake-v1",
                  env_kwargs: Mapping | None = None, gamma: float = 0.99, rho: str = "env", method: str = "pg",
