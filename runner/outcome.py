@@ -53,7 +53,7 @@ def finish(cfg: DictConfig, summary: dict[str, Any], history: History | None, tr
     run_dir = Path(summary["run_dir"])
     if summary["status"] in ("failed", "interrupted"):
         summary["steps"] = history.last_step
-    eps = torch.finfo(torch.bfloat16 if summary.get("precision") == "bf16" else torch.float32).eps
+    eps = torch.finfo({"bf16": torch.bfloat16, "fp64": torch.float64}.get(summary.get("precision"), torch.float32)).eps
     conv = summary.get("convergence") or {  # a task's own fit (task.convergence) replaces the runner's
         "conv/metric": history.primary,
         **fit_tail(history.series, cfg.metrics.fit_tail, cfg.metrics.thresholds, cfg.metrics.fit_floor, eps)}
