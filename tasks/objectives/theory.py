@@ -37,9 +37,16 @@ def values(theory: Mapping[str, str], constants: Mapping[str, float]) -> dict[st
     value that is not a finite number)."""
     out = {}
     for key, text in theory.items():
-        value = parse(str(text)).evaluate(constants)
+        try:
+            value = parse(str(text)).evaluate(constants)
+        except ExprError as e:
+            raise ExprError(f"task.theory.{key}={text!r} on this problem ({_show(constants)}): {e}") from None
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ExprError(f"task.theory.{key}={text!r} gives {value!r} here ({dict(constants)}): "
+            raise ExprError(f"task.theory.{key}={text!r} gives {value!r} on this problem ({_show(constants)}): "
                             f"not a finite number")
         out[key] = float(value)
     return out
+
+
+def _show(constants: Mapping[str, float]) -> str:
+    return ", ".join(f"{k}={v:.6g}" for k, v in constants.items() if isinstance(v, (int, float)))
