@@ -10,7 +10,8 @@ a minibatch of rows (data problems), the round's loss (Reddi's online problem), 
   convex: the minimiser set is A's null space). f* = 0 exactly.
 - LeastSquares / Logistic: scikit-learn's diabetes / breast-cancer data, standardised; x*, f*
   by a Newton solve to gradient ~1e-14 (solve.py, cached); mu, L from the Hessian at x*.
-- Rosenbrock: sum b (x_{i+1} - x_i^2)^2 + (a - x_i)^2, minimiser (a, a^2, ...) for a = 1.
+- Rosenbrock: sum b (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 (divided by its L at x* unless told not),
+  minimiser (1, ..., 1), f* = 0.
 - Reddi: the online problem of Reddi, Kale & Kumar 2018 (Theorem 1): f_t(x) = C x when t = 1 mod 3,
   else -x, on [-1, 1]; the average objective (C - 2) x / 3 has x* = -1.
 - Factorisation: 1/2 |U V^T - M|_F^2 with M = U0 V0^T planted of rank `rank`; f* = 0.
@@ -46,6 +47,7 @@ class Problem:
     n_samples: int | None = None     # rows a minibatch is drawn from (data problems)
     online = False                   # the step's loss changes with the step: regret is recorded
     ROWS = False                     # it has data rows, so `task.batch_size` may draw minibatches
+    LINEAR = False                   # every loss is linear: no second derivatives (AdaHessian) to take
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -192,12 +194,13 @@ class Logistic(_Data):
 
 
 class Rosenbrock(Problem):
-    """Non-convex, with the unique minimiser (1, ..., 1) for a = 1 (and (a, a^2, ...) only in 2-D
-    for other a, so a is fixed at 1 here); mu, L are the Hessian's extremes at x* (local)."""
+    """Non-convex, with the unique minimiser (1, ..., 1) (a = 1); mu, L are the Hessian's extremes
+    at x* (local). `normalise` divides f by that L (~1,000 at b = 100), so that L = 1 at x* as for
+    the quadratic and an lr of order 1 is the natural scale (GD at lr on f/L is GD at lr/L on f)."""
 
-    CONSTANTS = ("mu", "L", "kappa", "dim", "b")
+    CONSTANTS = ("mu", "L", "kappa", "dim", "b", "scale")
 
-    def __init__(self, device: torch.device, dim: int = 2, b: float = 100.0):
+    def __init__(self, device: torch.device, dim: int = 2, b: float = 100.0, normalise: bool = True):
         super().__init__(device)
         self.b, self.shapes = b, [(dim,)]
         self.x_star = torch.ones(dim, dtype=F64, device=device)
@@ -207,7 +210,9 @@ class Rosenbrock(Problem):
             v[i], v[i + 1] = -2.0, 1.0
             h += 2 * b * np.outer(v, v)
             h[i, i] += 2.0
-        self.constants = {**_conditioning(np.linalg.eigvalsh(h)), "dim": float(dim), "b": b}
+        eigs = np.linalg.eigvalsh(h)
+        self.scale = 1 / float(eigs[-1]) if normalise else 1.0
+        self.constants = {**_conditioning(eigs * self.scale), "dim": float(dim), "b": b, "scale": self.scale}
 
     def start(self) -> list[Tensor]:
         x = torch.ones(self.shapes[0], dtype=F64, device=self.device)  # the classic start (-1.2, 1, -1.2, ...)
@@ -216,7 +221,7 @@ class Rosenbrock(Problem):
 
     def value(self, xs: list[Tensor]) -> Tensor:
         x = xs[0]
-        return (self.b * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+        return self.scale * (self.b * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
 
     def distance(self, xs: list[Tensor]) -> Tensor:
         return torch.linalg.vector_norm(xs[0] - self.x_star)
@@ -228,7 +233,7 @@ class Reddi(Problem):
     2(C - 2)/3; AMSGrad goes to x* = -1."""
 
     CONSTANTS = ("C",)
-    online = True
+    online, LINEAR = True, True
 
     def __init__(self, device: torch.device, C: float = 3.0, x0: float = 0.0):
         super().__init__(device)

@@ -67,6 +67,9 @@ class ObjectiveMinimisation:
         if cfg.batch_size is not None and not cls.ROWS:
             found.append(f"task.batch_size={cfg.batch_size}: problem {cls.__name__} has no data rows to draw "
                          f"minibatches from; use task.noise for stochastic gradients, or problem=least_squares|logistic")
+        if root.optim.get("create_graph") and cls.LINEAR:
+            found.append(f"optim._target_={root.optim._target_}: needs second derivatives (create_graph), and the "
+                         f"losses of problem {cls.__name__} are linear (no Hessian to estimate); pick a first-order optimizer")
         return found
 
     def models(self) -> Mapping[str, nn.Module]:
