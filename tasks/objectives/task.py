@@ -33,7 +33,7 @@ from tasks.objectives.problems import Problem
 
 class ObjectiveMinimisation:
     primary = "obj/subopt"
-    precision = "fp64"  # whatever the runner's precision: the summary's floor detection reads this
+    computes_in = "fp64"  # whatever the runner's precision: summary.json's `precision` (its rounding floor) says so
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], problem: Callable[..., Problem],
                  steps: int = 1000, batch_size: int | None = None, noise: float = 0.0,
