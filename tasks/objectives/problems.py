@@ -7,7 +7,8 @@ a minibatch of rows (data problems), the round's loss (Reddi's online problem), 
 
 - Quadratic: 1/2 x^T A x with A = Q diag(lambda) Q^T, lambda in [L/kappa, L] (L = 1) spread
   `linear` or `geometric`ally, or only at the two `extremes`; `zeros` eigenvalues 0 (merely
-  convex: the minimiser set is A's null space). f* = 0 exactly.
+  convex: the minimiser set is A's null space). f* = 0 exactly. Start x0 ~ N(0, I), or `equal`:
+  a unit component along every eigenvector (the O(1/t) worst case of GD needs that even spread).
 - LeastSquares / Logistic: scikit-learn's diabetes / breast-cancer data, standardised; x*, f*
   by a Newton solve to gradient ~1e-14 (solve.py, cached); mu, L from the Hessian at x*.
 - Rosenbrock: sum b (x_{i+1} - x_i^2)^2 + (1 - x_i)^2 (divided by its L at x* unless told not),
@@ -78,8 +79,9 @@ class Quadratic(Problem):
     CONSTANTS = ("mu", "L", "kappa", "dim")
 
     def __init__(self, device: torch.device, dim: int = 20, kappa: float = 10.0, spectrum: str = "linear",
-                 zeros: int = 0, rotate: bool = True, seed: int = 0):
+                 zeros: int = 0, rotate: bool = True, seed: int = 0, start: str = "random"):
         super().__init__(device)
+        self.start_kind = start
         k = dim - zeros  # the nonzero eigenvalues, from 1/kappa up to L = 1
         if spectrum == "linear":
             lam = np.linspace(1 / kappa, 1.0, k)
@@ -96,6 +98,11 @@ class Quadratic(Problem):
         self.constants = {**_conditioning(eigs[zeros:]), "dim": float(dim)}
         if zeros:  # merely convex: mu is 0; the nonzero eigenvalues' smallest is kept apart
             self.constants = {"mu": 0.0, "L": 1.0, "mu_nonzero": 1 / kappa, "dim": float(dim)}
+
+    def start(self) -> list[Tensor]:
+        if self.start_kind == "equal":  # one unit along every eigenvector: no mode weighted by chance
+            return [self.q.sum(1)]
+        return super().start()
 
     def value(self, xs: list[Tensor]) -> Tensor:
         y = self.q.T @ xs[0]  # in A's eigenbasis: exact 0 at x* = 0, no cancellation in x^T A x
