@@ -21,6 +21,7 @@ a minibatch of rows (data problems), the round's loss (Reddi's online problem), 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from torch import Tensor
 
 from tasks.objectives.solve import cached, digest, newton
 
-SPECTRA = ("linear", "geometric", "extremes")
+SPECTRA, STARTS = ("linear", "geometric", "extremes"), ("random", "equal")
 F64 = torch.float64
 
 
@@ -55,6 +56,11 @@ class Problem:
         self.shapes: list[tuple[int, ...]] = []
         self.f_star = 0.0
         self.constants: dict[str, float] = {}
+
+    @staticmethod
+    def check(node: Mapping) -> list[str]:
+        """Problems with the problem's config node that its rules cannot say (task.check calls it)."""
+        return []
 
     def start(self) -> list[Tensor]:
         return [torch.randn(s, dtype=F64, device=self.device) for s in self.shapes]
@@ -98,6 +104,14 @@ class Quadratic(Problem):
         self.constants = {**_conditioning(eigs[zeros:]), "dim": float(dim)}
         if zeros:  # merely convex: mu is 0; the nonzero eigenvalues' smallest is kept apart
             self.constants = {"mu": 0.0, "L": 1.0, "mu_nonzero": 1 / kappa, "dim": float(dim)}
+
+    @staticmethod
+    def check(node: Mapping) -> list[str]:
+        found = [f"problem.{key}={node[key]!r}: allowed: {', '.join(allowed)}"
+                 for key, allowed in (("spectrum", SPECTRA), ("start", STARTS)) if node[key] not in allowed]
+        if node.zeros >= node.dim:
+            found.append(f"problem.zeros={node.zeros}: must be below problem.dim={node.dim} (some eigenvalue is L = 1)")
+        return found
 
     def start(self) -> list[Tensor]:
         if self.start_kind == "equal":  # one unit along every eigenvector: no mode weighted by chance

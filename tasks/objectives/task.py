@@ -64,12 +64,7 @@ class ObjectiveMinimisation:
         cls, cfg = get_object(root.problem._target_), root.task
         found = step_sizes.problems(cfg.theory or {}, cls.CONSTANTS, [k for k in root.optim if not str(k).startswith("_")],
                                     f"problem {cls.__name__}")
-        if root.problem.get("start", "random") not in ("random", "equal"):
-            found.append(f"problem.start={root.problem.start!r}: allowed: random, equal")
-        if root.problem.get("spectrum", "linear") not in ("linear", "geometric", "extremes"):
-            found.append(f"problem.spectrum={root.problem.spectrum!r}: allowed: linear, geometric, extremes")
-        if root.problem.get("zeros", 0) >= root.problem.get("dim", 1 << 30):
-            found.append(f"problem.zeros={root.problem.zeros}: must be below problem.dim={root.problem.dim}")
+        found += cls.check(root.problem)
         if cfg.batch_size is not None and not cls.ROWS:
             found.append(f"task.batch_size={cfg.batch_size}: problem {cls.__name__} has no data rows to draw "
                          f"minibatches from; use task.noise for stochastic gradients, or problem=least_squares|logistic")
