@@ -16,7 +16,7 @@ import yaml
 
 import runner.claims.__main__ as cli
 from runner.claims.check import problems
-from runner.claims.expr import ExprError, parse
+from runner.common.expr import ExprError, parse
 from runner.claims.jobs import find_jobs, hydra_value, job_overrides, parsed
 from runner.claims.measure import Row, judge
 from runner.claims.spec import ClaimError, discover, load

@@ -123,3 +123,18 @@ def test_a_full_batch_run_measures_the_sharpness_on_the_whole_training_set():
     assert len(task.sharp_y) == 512  # minibatches: a fixed 512, at least the run's batch
     task, _, _ = build_all(compose_cfg(*FULL_BATCH, "task.steps=1", "task.sharpness_batch=100"))
     assert len(task.sharp_y) == 100
+
+
+def test_measuring_sharpness_leaves_the_training_trajectory_alone():
+    """Both estimates draw their start vectors from generators of their own: a run with sharpness on
+    steps through the same losses as one without, the minibatch order of later epochs included."""
+    def losses(sharpness_every: int) -> list[float]:
+        torch.manual_seed(0)
+        task, opts, rt = build_all(compose_cfg("device=cpu", "optim=sgd", "model.hidden=[16]", "task.batch_size=512",
+                                              "task.epochs=null", "task.steps=6"))
+        records: list[dict] = []
+        train(task, opts, rt, records.append, log_every=1, eval_every=100, sharpness_every=sharpness_every,
+              sharpness_lanczos=True)
+        return [r["train/loss"] for r in records]
+
+    assert losses(2) == losses(0)

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from runner.claims.expr import CONSTANTS, FUNCTIONS, Expr, ExprError
+from runner.common.expr import CONSTANTS, FUNCTIONS, Expr, ExprError
 from runner.claims.spec import ROOTS, Claim
 
 

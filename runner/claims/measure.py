@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from runner.claims.expr import Expr, ExprError
+from runner.common.expr import Expr, ExprError
 from runner.claims.spec import Claim
 from runner.common.runfiles import Unreadable, read_yaml
 from runner.run.metrics import read_records

@@ -18,7 +18,7 @@
     notes: where theory and measurement part, and why
 
 Every problem of a file is reported at once, each naming the file, the key, the value found and
-what is allowed (ClaimError). Expressions are checked by runner.claims.expr (never eval'd).
+what is allowed (ClaimError). Expressions are checked by runner.common.expr (never eval'd).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from runner.claims.expr import CONSTANTS, FUNCTIONS, Expr, ExprError, parse
+from runner.common.expr import CONSTANTS, FUNCTIONS, Expr, ExprError, parse
 
 KEYS = ("name", "statement", "source", "fast", "experiment", "sweep", "pool", "measure", "define", "predict",
         "relation", "tolerance", "reference", "notes")

@@ -4,7 +4,7 @@ schedules, and the tracker. Config says which class and which numbers (`_target_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -15,10 +15,12 @@ from runner.task.optim import OptimizerSet
 from runner.task.protocol import Task
 
 
-def _plain(node: DictConfig, drop: Sequence[str] = (), lr_scale: float = 1.0) -> DictConfig:
+def _plain(node: DictConfig, drop: Sequence[str] = (), lr_scale: float = 1.0,
+           values: Mapping[str, float] | None = None) -> DictConfig:
     """The node resolved against the whole config, minus the keys the runner reads itself
-    (runner.validation.classes.RUNNER_KEYS), with its learning rate scaled."""
+    (runner.validation.classes.RUNNER_KEYS), with the task's `values` set and its learning rate scaled."""
     resolved = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in drop}
+    resolved |= values or {}
     if lr_scale != 1.0 and "lr" in resolved:
         resolved["lr"] *= lr_scale
     return OmegaConf.create(resolved)
@@ -32,14 +34,16 @@ def task(cfg: DictConfig, runtime: Runtime) -> Task:
 def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
     """One optimizer set per trained module, each with the selected schedule. A module's role may
     have its own optimizer config (`+optim@optim_discriminator=adam`), and a task may scale a
-    role's learning rates (`task.lr_scale`, e.g. two time scales for a GAN)."""
+    role's learning rates (`task.lr_scale`, e.g. two time scales for a GAN) or set keys of a role's
+    optimizer (`task.optim_values`, e.g. step sizes computed from the problem: {"model": {"lr": 0.5}})."""
     schedule = instantiate(cfg.sched)
     sets = {}
     for role, module in task.models().items():
         node = cfg.get(f"optim_{role}") or cfg.optim
         scale = getattr(task, "lr_scale", {}).get(role, 1.0)
-        aux = node.get("aux")
-        sets[role] = OptimizerSet(module, instantiate(_plain(node, drop=["aux", "create_graph"], lr_scale=scale)),
+        aux, values = node.get("aux"), getattr(task, "optim_values", {}).get(role)
+        sets[role] = OptimizerSet(module, instantiate(_plain(node, drop=["aux", "create_graph"], lr_scale=scale,
+                                                             values=values)),
                                   instantiate(_plain(aux, lr_scale=scale)) if aux is not None else None,
                                   create_graph=bool(node.get("create_graph", False)))
         sets[role].schedule(schedule)

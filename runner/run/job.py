@@ -123,6 +123,9 @@ def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
         with stop.interruptible(STARTING):  # loading (or downloading) data may take long
             stops.pause_point("build")
             task = build.task(cfg, rt)
+        summary["precision"] = getattr(task, "computes_in", summary["precision"])  # a task computing in fp64 says so
+        if getattr(task, "constants", None):  # what a claim may predict from (an objective's mu, L, kappa)
+            summary["constants"] = dict(task.constants)
         with open_dict(cfg):
             cfg.total_steps = task.total_steps
         tracker.update_config(identity.resolved_config(cfg))  # total_steps and the schedule reading it

@@ -2,4 +2,5 @@
 the device, precision and threads (`device`), optimizer sets (`optim`), which weight decays are
 gradient terms (`decay`), the convergence fit (`convergence`) and `sharpness`.
 
-A task (tasks/) imports runner only from here. Imports nothing else of runner."""
+A task (tasks/) imports the runner only from here and from runner.common. Imports nothing
+else of runner."""

@@ -22,10 +22,11 @@ SchedulerFactory = Callable[[torch.optim.Optimizer], "torch.optim.lr_scheduler.L
 
 def split_hidden_matrices(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(hidden matrices, rest): every trainable tensor of 2 or more dimensions except the first
-    and the last one in registration order (input layer and classifier head)."""
+    and the last one in registration order (input layer and classifier head); a module with no
+    input layer or head (an objective's iterate) names its matrices itself (`matrices()`)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    weights = [p for p in params if p.ndim >= 2]
-    hidden = {id(p) for p in weights[1:-1]}
+    weights, own = [p for p in params if p.ndim >= 2], getattr(model, "matrices", None)
+    hidden = {id(p) for p in (own() if callable(own) else weights[1:-1])}
     return [p for p in params if id(p) in hidden], [p for p in params if id(p) not in hidden]
 
 

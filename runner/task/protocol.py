@@ -32,6 +32,16 @@ if TYPE_CHECKING:
 Metrics = Mapping[str, "torch.Tensor | float"]
 
 
+class ConfigError(ValueError):
+    """A config that cannot work, each problem naming the key, the value and what is allowed: raised
+    by the validator before any work starts, or by a task whose problem shows only once it is built
+    (1/mu on a problem with mu = 0). The run is refused, not failed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid config: " + "; ".join(problems))
+
+
 class Task(Protocol):
     primary: str
     """Name of the metric that goes to zero at the solution; its tail is fitted."""

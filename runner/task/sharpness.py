@@ -28,7 +28,8 @@ def top_hessian_eigenvalue(loss: Tensor, params: list[Tensor], iters: int = 20, 
     """Largest-magnitude eigenvalue of d^2 loss / d params^2 (for trained networks, the largest
     positive one, as in the edge-of-stability literature). Stops early when it moves by < rtol."""
     hvp = hvp_fn(loss, params)
-    v = [torch.randn_like(p) for p in params]
+    g = torch.Generator(device=params[0].device).manual_seed(0)  # its own: measuring leaves the run's RNGs alone
+    v = [torch.randn(p.shape, generator=g, device=p.device, dtype=p.dtype) for p in params]
     eig = 0.0
     for _ in range(iters):
         norm = torch.sqrt(sum((x * x).sum() for x in v))

@@ -3,4 +3,5 @@ found and what is allowed: `validate` (the two passes), `rules` (the `{...}` rul
 declares), `sources` (the YAML files of the search path and their rules), `classes` (the second
 pass, against the real constructors), `extras` (optional installs a choice needs).
 
-Imports nothing else of runner; torch only in the second pass (`classes`)."""
+Imports runner.task.protocol only (ConfigError, the contract's); torch only in the second pass
+(`classes`)."""

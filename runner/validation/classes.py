@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 # Keys the runner reads from a node itself; they are not constructor arguments.
 RUNNER_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_", "aux", "create_graph", "models"}
 # Config groups (null in conf/config.yaml) that only some tasks read, as a constructor argument
-# of that name (conf/task/diffusion.yaml: `sampler: ${sampler}`).
-TASK_GROUPS = ("sampler",)
+# of that name (conf/task/diffusion.yaml: `sampler: ${sampler}`; conf/task/objective.yaml: `problem`).
+TASK_GROUPS = ("sampler", "problem")
 
 
 def deep_problems(cfg: DictConfig, choices: Mapping[str, str], devices: bool = True) -> list[str]:

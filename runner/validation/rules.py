@@ -6,9 +6,10 @@ torch (the validator runs before torch is imported).
     gamma: 0.99         # {float in (0, 1)}
     std: null           # {float > 0 or null}
     hidden: [256, 256]  # {list of int >= 1}
+    theory: {}          # {map of str}
     betas: [0.9, 0.99]  # {2 x float in [0, 1)}
 
-Grammar: alternatives joined by ` or `, each `null`, `bool`, `int` or `float` with an optional
+Grammar: alternatives joined by ` or `, each `null`, `bool`, `str`, `int` or `float` with an optional
 bound (`> 0`, `>= 1`, `< 1`, `in (0, 1]`; a number may be written `2**64`), `list of X`,
 `N x X` (a list of exactly N) or `map of X` (every value of a mapping). `int` takes integers only
 (50.7 and 50.0 are refused alike: a float is never silently cut to an int); `float` takes
@@ -29,7 +30,7 @@ DERIVED = {"lr": "float > 0", "*_lr": "float > 0", "steps": "int >= 1", "*_steps
            "*_every": "int >= 1", "*_iters": "int >= 1", "samples": "int >= 1", "*_samples": "int >= 1",
            "dim": "int >= 1", "*_dim": "int >= 1", "weight_decay": "float >= 0", "eps": "float > 0",
            "momentum": "float in [0, 1)", "betas": "2 x float in [0, 1)"}
-WORDS = ("null", "bool", "int", "float", "list", "map")  # a `{...}` comment starting so must be a rule
+WORDS = ("null", "bool", "str", "int", "float", "list", "map")  # a `{...}` comment starting so must be a rule
 _NUM = r"-?(?:2\*\*\d+|\d+(?:\.\d*)?(?:e[-+]?\d+)?)"
 _BOUND = re.compile(rf"(?P<op>>=|<=|>|<)\s*(?P<x>{_NUM})|in\s*(?P<lo>[(\[])\s*(?P<a>{_NUM})\s*,\s*(?P<b>{_NUM})\s*(?P<hi>[)\]])")
 
@@ -40,7 +41,7 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True)
 class Rule:
-    kind: str  # null | bool | int | float | list | map
+    kind: str  # null | bool | str | int | float | list | map
     lo: float | None = None
     hi: float | None = None
     lo_open: bool = False
@@ -53,6 +54,8 @@ class Rule:
             return v is None
         if self.kind == "bool":
             return isinstance(v, bool)
+        if self.kind == "str":
+            return isinstance(v, str)
         if self.kind == "list":
             return isinstance(v, list) and self.length in (None, len(v)) and all(self.item.admits(x) for x in v)
         if self.kind == "map":
@@ -69,6 +72,8 @@ class Rule:
             return "null"
         if self.kind == "bool":
             return "true or false"
+        if self.kind == "str":
+            return "texts" if plural else "a text"
         if self.kind in ("list", "map"):
             n = f"{self.length} " if self.length else ""
             head = {("list", False): "a list of ", ("list", True): "lists of ", ("map", False): "a mapping to ",
@@ -97,7 +102,7 @@ def parse(text: str) -> Rules:
 
 
 def _alternative(s: str, whole: str) -> Rule:
-    if s in ("null", "bool"):
+    if s in ("null", "bool", "str"):
         return Rule(s)
     if m := re.fullmatch(r"(list|map) of (.+)", s):
         return Rule(m[1], item=_alternative(m[2].strip(), whole))

@@ -29,18 +29,13 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from runner.task.protocol import ConfigError
 from runner.validation.rules import Rules, derived, parse, problem
 from runner.validation.sources import declared, search_dirs
 
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 LOGGER_MODES = ("online", "offline", "disabled")
-
-
-class ConfigError(ValueError):
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("invalid config: " + "; ".join(problems))
 
 
 def validate(cfg: DictConfig, choices: Mapping[str, str], sources: Iterable[Mapping] | None = None) -> None:
