@@ -102,9 +102,9 @@ def test_a_matrix_optimizers_views_of_conv_filters_count_as_the_filters():
 # What the probe finds for each shipped config (with a weight decay of 0.05 set): is the decay a
 # gradient term? Read off each library's code: torch's SGD, Adam, NAdam, RAdam, RMSprop and Adagrad
 # add wd * w to the gradient, ADOPT too (weight_decouple=False); AdamW, Muon, SOAP shrink the weights;
-# Schedule-Free AdamW adds wd * y after the preconditioner; AdamP, Lion, Kron, Prodigy and
+# nesterov_convex (tasks/objectives/accelerated.py) as SGD; Schedule-Free AdamW adds wd * y after the preconditioner; AdamP, Lion, Kron, Prodigy and
 # AdaHessian default to weight_decouple=True.
-COUPLED = {"sgd", "momentum", "nesterov", "adam", "nadam", "radam", "rmsprop", "adagrad", "adopt"}
+COUPLED = {"sgd", "momentum", "nesterov", "nesterov_convex", "adam", "nadam", "radam", "rmsprop", "adagrad", "adopt"}
 
 
 @pytest.mark.parametrize("optim", OPTIMS)
