@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 from rich.console import Console
 
@@ -160,3 +161,28 @@ def test_a_sweep_in_this_process_shows_job_k_of_n_and_one_line_per_job(tmp_path,
     assert "completed  gan/dist_to_eq " in out and "30 steps in " in out and f"  {tmp_path / '0'}\n" in out
     assert "diverged  " in out and f"{tmp_path / '1'}\n" in out
     assert out.count("┏") == 1 and "run folder:" not in out  # the sweep's table only; no table per job
+
+
+def _sweep_rows() -> list[dict]:
+    rows = []
+    for i, (overrides, value) in enumerate([("optim=sgd seed=0", 1e-40), ("optim=momentum seed=1", 6.4e-46)]):
+        summary = {"status": "completed", "final": {"obj/subopt": value, "train/loss": value}, "steps": 1000,
+                   "wall_time_s": 0.2, "convergence": {"conv/metric": "obj/subopt", "conv/kind": "linear",
+                                                       "conv/rate": 0.898523}}
+        rows.append({"job": str(i), "overrides": ["task=objective", *overrides.split(), "logger=none"],
+                     "status": "completed", "summary": summary, "skipped": False, "this_sweep": True})
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_sweep_table_fits_the_terminal_and_says_what_it_left_out(width):
+    console = Console(width=width, file=io.StringIO(), record=True)
+    console.print(sweep.sweep_table(_sweep_rows(), Path("/tmp/sweep"), console))
+    text = console.export_text()
+    table = [line for line in text.splitlines() if line.startswith(("┃", "│", "┏", "└"))]
+    assert all(line.rstrip().endswith(("┃", "│", "┓", "┘")) for line in table), text  # nothing cut at the edge
+    assert "optim=momentum" in text and "completed" in text and "linear rate" in text, text
+    if width == 80:
+        assert "not shown at 80 columns: train/loss, time" in text, text
+    else:
+        assert "train/loss" in text and "0.2 s" in text and "not shown" not in text, text

@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -33,11 +33,18 @@ from omegaconf import DictConfig
 from runner.common.runfiles import Unreadable, read_json, read_yaml
 from runner.common.schema import FINISHED, SKIPPED, check_summary, is_number
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 # Set by SweepSummary at the end of a multirun; runner.__main__ exits with it.
 exit_code: int | None = None
 # The multirun in progress in this process (its config), for the table after a Ctrl-C.
 active: tuple[SweepSummary, DictConfig] | None = None
 KEY_METRICS = ("eval/acc", "eval/loss", "train/loss")  # shown beside the primary metric when present
+# The columns that wrap when the table is wider than the terminal, and the width each keeps (at 80
+# columns a verdict takes two lines before the overrides shrink to a letter a line); an error
+# in the status wraps before the overrides do (its max_width).
+WRAPPED = {"overrides": 16, "status": 9, "verdict": 11}
 
 
 class SweepSummary(Callback):
@@ -107,7 +114,7 @@ class SweepSummary(Callback):
             from rich.markup import escape
 
             console = _console()
-            console.print(sweep_table(rows, sweep_dir))
+            console.print(sweep_table(rows, sweep_dir, console))
             if bad:
                 console.print(f"[red]{len(bad)} of {len(rows)} jobs did not finish[/]: "
                               + escape(", ".join(f"{r['job']} ({r['status']})" for r in bad)), highlight=False)
@@ -234,25 +241,51 @@ def _overrides(job: Path) -> list[str]:
     return [str(o) for o in overrides] if isinstance(overrides, list) else ["(.hydra/overrides.yaml: not a list)"]
 
 
-def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
-    """A rich table: job, overrides, status, the primary metric's and key metrics' final values, time."""
+def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path, console: Console | None = None):
+    """A rich table: job, overrides, status, the primary metric's and key metrics' final values, the
+    verdict, steps and time. On a console too narrow for it all, the key metrics go, last first (each
+    summary.json has them) after the time column, so the overrides never shrink to a letter a line."""
+    primaries = {r["summary"].get("convergence", {}).get("conv/metric") for r in rows} - {None, ""}
+    one_primary = primaries.pop() if len(primaries) == 1 else None
+    extra = [k for k in KEY_METRICS if k != one_primary and any(k in r["summary"].get("final", {}) for r in rows)]
+    choices = [(extra, True)] + [(extra[:n], False) for n in range(len(extra), -1, -1)]
+    for keys, timed in choices:
+        hidden = [k for k in extra if k not in keys] + ([] if timed else ["time"])
+        note = f"not shown at {console.width} columns: {', '.join(hidden)} (in each job's summary.json)" if hidden else ""
+        table = _table(rows, sweep_dir, one_primary, keys, timed, note)
+        if console is None or _least_width(console, table) <= console.width:
+            break
+    return table
+
+
+def _least_width(console: Console, table) -> int:
+    """The columns the table needs with its wrapping columns at their narrowest: its unwrapped
+    columns at their widest cell, plus the borders and a space either side of each cell."""
+    from rich.measure import Measurement
+
+    def widest(col) -> int:
+        return max(Measurement.get(console, console.options, c).maximum for c in (col.header, *col.cells))
+
+    return 1 + sum(3 + (col.min_width or 1 if not col.no_wrap else widest(col)) for col in table.columns)
+
+
+def _table(rows: list[dict[str, Any]], sweep_dir: Path, one_primary: str | None, extra: list[str], timed: bool,
+           note: str = ""):
     from rich.markup import escape
     from rich.table import Table
 
     from runner.common.console import short_verdict
 
-    primaries = {r["summary"].get("convergence", {}).get("conv/metric") for r in rows} - {None, ""}
-    one_primary = primaries.pop() if len(primaries) == 1 else None
-    extra = [k for k in KEY_METRICS if k != one_primary and any(k in r["summary"].get("final", {}) for r in rows)]
     split = [r["overrides"] for r in rows]
     common = [o for o in split[0] if all(o in other for other in split)] if len(rows) > 1 else []
+    caption = "\n".join(line for line in (f"every job: {' '.join(common)}" if common else "", note) if line)
     table = Table(title=escape(f"sweep: {len(rows)} jobs in {sweep_dir}"), header_style="bold",
-                  caption=escape(f"every job: {' '.join(common)}") if common else None)
+                  caption=escape(caption) or None)
     for name, justify in (("job", "right"), ("overrides", "left"), ("status", "left"),
                           (one_primary or "primary", "right"), *((k, "right") for k in extra), ("verdict", "left"),
-                          ("steps", "right"), ("time", "right")):
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=name not in ("overrides", "status"),
-                         max_width=60 if name == "status" else None)  # an error wraps before the overrides do
+                          ("steps", "right"), *((("time", "right"),) if timed else ())):
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name not in WRAPPED,
+                         min_width=WRAPPED.get(name), max_width=60 if name == "status" else None)
     for r in rows:
         s, colour = r["summary"], {"completed": "green", "diverged": "yellow"}.get(r["status"], "red")
         final = s.get("final", {})
@@ -264,7 +297,8 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path):
         table.add_row(escape(r["job"]), escape(" ".join(o for o in r["overrides"] if o not in common) or "(defaults)"),
                       status, escape(primary), *(escape(_fmt(final.get(k))) for k in extra),
                       escape(short_verdict(s.get("convergence", {}))) if r["status"] in FINISHED else "-",
-                      str(s.get("steps", "-")), f"{s['wall_time_s']:.1f} s" if is_number(s.get("wall_time_s")) else "-")
+                      str(s.get("steps", "-")),
+                      *((f"{s['wall_time_s']:.1f} s" if is_number(s.get("wall_time_s")) else "-",) if timed else ()))
     return table
 
 
