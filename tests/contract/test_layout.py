@@ -129,3 +129,11 @@ def test_each_package_says_what_it_owns_and_what_it_may_import():
         assert all(isinstance(n, ast.Expr) for n in tree.body), f"{init.relative_to(ROOT)} holds code, not only its docstring"
         if init.parent.parent.name == "runner":
             assert "import" in doc.lower(), f"{init.relative_to(ROOT)} does not say what it may import"
+
+
+def test_the_tests_mirror_the_packages_they_test():
+    folders = {d.name for d in (ROOT / "tests").iterdir() if d.is_dir() and (d / "__init__.py").exists()}
+    packages = {d.name for d in (ROOT / "runner").iterdir() if (d / "__init__.py").exists()} | {"tasks", "contract"}
+    assert folders <= packages, f"tests/ folders that name no package: {sorted(folders - packages)}"
+    loose = sorted(p.name for p in (ROOT / "tests").glob("test_*.py"))
+    assert not loose, f"tests at the top of tests/, outside the folder of the package they test: {loose}"

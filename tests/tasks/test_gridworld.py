@@ -10,7 +10,7 @@
 
 Everything is float64 on the CPU:
 
-    pytest tests/test_gridworld.py
+    pytest tests/tasks/test_gridworld.py
 """
 
 from __future__ import annotations

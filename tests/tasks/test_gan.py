@@ -207,7 +207,7 @@ def test_mog_modes_and_quality_follow_the_3_sigma_convention(mixture, modes):
 
 
 def test_mog_run_logs_samples_metrics_and_pictures(tmp_path):
-    from tests.test_cli import runner, summary
+    from tests.run.test_cli import runner, summary
 
     proc = runner("task=gan", *MOG, "task.steps=60", "eval_every=20", "task.jacobian_every=20", "task.eval_samples=500",
                   "task.w2_samples=300",
@@ -240,7 +240,7 @@ def test_bad_mog_input_is_stopped_before_any_work(overrides, needle):
 ])
 def test_a_resumed_game_reproduces_the_uninterrupted_run_exactly(tmp_path, overrides):
     from runner.resume import checkpoint
-    from tests.test_sweep import _train
+    from tests.sweep.test_sweep import _train
 
     cfg = compose_cfg("task=gan", "task.steps=30", *overrides, "device=cpu", "logger=none")
     straight = _train(cfg, tmp_path)

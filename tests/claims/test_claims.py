@@ -2,7 +2,7 @@
 files, the measurement and verdict on runs whose answer is known, and `runner-claim` end to end
 through the real runner on claims that take seconds, including one that is false and must fail.
 
-    pytest tests/test_claims.py              # ~30 s on a CPU core
+    pytest tests/claims/test_claims.py              # ~30 s on a CPU core
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ in a temporary working folder, so their relative run folders (`outputs/...`) lan
 
 Left out, each for a reason of its own: `logger.mode=online` needs an account and the network;
 the SLURM line needs real CIFAR files in the job's own process (a test's fake files cannot match
-torchvision's checksums there); the presets (`experiment=NAME`) run in tests/test_options.py, as
+torchvision's checksums there); the presets (`experiment=NAME`) run in tests/contract/test_options.py, as
 does the SLURM launcher.
 """
 
@@ -39,7 +39,7 @@ def as_run_here(command: str, request: pytest.FixtureRequest) -> list[str]:
     short = {o.split("=", 1)[0]: o for o in [*tiny_budget(composed.task), "log_every=2", "eval_every=100"]}
     if "n_trials" in composed.hydra.sweeper:
         short["hydra.sweeper.n_trials"] = "hydra.sweeper.n_trials=2"
-    if "-m" in args:  # a sweep: no wandb run per job (tests/test_sweep.py has those)
+    if "-m" in args:  # a sweep: no wandb run per job (tests/sweep/test_sweep.py has those)
         short["logger"] = "logger=none"
     own = {a.split("=", 1)[0] for a in args}
     short = {k: o for k, o in short.items() if k in BUDGET or k not in own}  # its own values but the budget
@@ -47,7 +47,7 @@ def as_run_here(command: str, request: pytest.FixtureRequest) -> list[str]:
     return [*kept, *short.values(), *data_dir_for(task, request)]
 
 
-# Muon on fastnet costs ~30 s on a CPU (bfloat16 orthogonalisation): tests/test_tasks.py runs that
+# Muon on fastnet costs ~30 s on a CPU (bfloat16 orthogonalisation): tests/contract/test_tasks.py runs that
 # composition in CI; this one is a long test.
 LONG = ("runner task=cifar optim=muon",)
 

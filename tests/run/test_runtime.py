@@ -154,7 +154,7 @@ def test_bad_thread_counts_are_named(value):
 
 
 def test_a_run_records_its_thread_count(tmp_path):
-    from tests.test_cli import runner, summary
+    from tests.run.test_cli import runner, summary
 
     proc = runner("threads=1", "logger=none", "task.epochs=1", f"hydra.run.dir={tmp_path}")
     assert proc.returncode == 0, proc.stdout + proc.stderr

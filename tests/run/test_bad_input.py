@@ -2,7 +2,7 @@
 any work, naming the key, the value found and what is allowed, with exit status 1, and nothing
 is created beyond Hydra's own record of the run (`.hydra/`, `runner.log`): no summary, no
 metrics, no wandb run, no data folder. A sweep is refused before its first job, with nothing
-created at all. Every other number of every config file: tests/test_validate.py.
+created at all. Every other number of every config file: tests/contract/test_validate.py.
 """
 
 from __future__ import annotations

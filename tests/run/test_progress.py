@@ -21,7 +21,7 @@ from runner.common.console import for_output
 from runner.common.schema import SKIPPED
 from runner.run.progress import Reporter, bar_title, fit, job_line, records_after, work
 import runner.sweep.summary as sweep
-from tests.test_sweep import TINY, runner_here
+from tests.sweep.test_sweep import TINY, runner_here
 
 RECORD = {"step": 200, "time/elapsed_s": 2.0, "train/loss": 0.123456, "eval/acc": 0.9722, "eval/loss": 0.0912,
           "train/grad_norm": 0.5}

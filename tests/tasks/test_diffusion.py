@@ -234,7 +234,7 @@ def test_a_learned_score_trains_by_denoising_score_matching_then_samples():
 
 def test_runner_run_writes_the_grid_the_fitted_order_and_pictures(tmp_path):
     from runner.run.metrics import read_records
-    from tests.test_cli import runner, summary
+    from tests.run.test_cli import runner, summary
 
     proc = runner("task=diffusion", "sampler=heun", "task.steps=[4,8,16,32]", "task.samples=2000",
                   "task.ot_samples=300", "logger=none", f"hydra.run.dir={tmp_path}")

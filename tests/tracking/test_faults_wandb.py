@@ -5,7 +5,7 @@ Through the real entry point (`python -m runner` in a subprocess):
 - a Ctrl-C or SIGTERM while wandb finishes its run, a finish that hangs, one that raises, a log call
   that raises: the run ends `completed`, exit code 0, its table printed, with one line saying how
   to `wandb sync` later. The faults are injected by `FaultyWandb` below, the real tracker whose wandb
-  run misbehaves (`logger._target_=tests.test_faults_wandb.FaultyWandb +logger.fault=...`).
+  run misbehaves (`logger._target_=tests.tracking.test_faults_wandb.FaultyWandb +logger.fault=...`).
 - `logger.mode=online` with an API key and no server that answers (a closed port, or one that
   accepts connections and never answers): offline within seconds, saying so and how to sync;
   `logger.fallback=fail` exits 1 before any work; a sweep asks the server once per process.
@@ -33,7 +33,7 @@ from tests.helpers import ROOT, run_main
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 GAN = ("task=gan", "task.steps=20", "log_every=5")
-FAULTY = "logger._target_=tests.test_faults_wandb.FaultyWandb"
+FAULTY = "logger._target_=tests.tracking.test_faults_wandb.FaultyWandb"
 FAKE_KEY = "0123456789abcdef" * 2 + "01234567"  # 40 hex characters: wandb accepts it without asking
 
 

@@ -3,7 +3,7 @@ Hessians against autograd and finite differences, float64 end to end, every opti
 every problem, GD's measured rate on quadratics against (kappa-1)/(kappa+1), the theory step sizes
 and their refusals, the cache, and Reddi et al.'s example.
 
-    pytest tests/test_objectives.py          # ~25 s on a CPU core
+    pytest tests/tasks/test_objectives.py          # ~25 s on a CPU core
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The fixtures (`fake_mnist`, `fake_cifar10`, `fake_cifar100`, `fake_no_download`,
 write a few dozen images with known pixels and labels into a temporary `data_dir` and make any
 download fail at once, so nothing here touches the network. Run with:
 
-    pytest tests/test_datasets.py -q
+    pytest tests/tasks/test_datasets.py -q
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from runner.task.optim import OptimizerSet
 from tasks.classifier.datasets import DataMissing, ImageData, cifar10, cifar100, digits, mnist
 from tasks.classifier.nets import mlp
 from tasks.classifier.task import Classifier
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def assert_images(x: torch.Tensor, shape: tuple[int, ...]) -> None:

@@ -1,0 +1,1 @@
+"""Tests of runner/claims: runner-claim and the fast claims."""

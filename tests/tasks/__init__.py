@@ -1,0 +1,1 @@
+"""Tests of the task families (tasks/): each family's algorithm against known answers."""
