@@ -1,8 +1,8 @@
-"""The contract between the runner and a task (`tasks/*.py`).
+"""The contract between the runner and a task (`tasks/<family>/task.py`).
 
 A task is a plain class built from `conf/task/<name>.yaml`. The runner calls it with the live
 objects it owns (runtime, model factory); the task owns data, forward, loss, backward and the
-`opt.step()` calls, in reading order, in its own file.
+`opt.step()` calls, in reading order, in its own file (helpers beside it in its package).
 
 Optional: `state_dict()` / `load_state_dict(state)` for state the runner cannot see (a data
 order, a sampler's generator, a previous gradient), saved in checkpoints beside the models,
