@@ -51,6 +51,15 @@ class LaneModule(nn.Module):
     def grads(self) -> list[Tensor]:
         return [s.grad() for s in self.stacks]
 
+    def joined(self, per_param: Sequence[Tensor]) -> list[Tensor]:
+        """Tensors laid out as `parameters()` (variable by variable, bucket by bucket), joined into
+        one (lanes, ...) tensor per variable: e.g. `torch.autograd.grad(..., module.parameters())`."""
+        k, out = 0, []
+        for s in self.stacks:
+            out.append(torch.cat(list(per_param[k:k + len(s.parts)])))
+            k += len(s.parts)
+        return out
+
     def buckets(self) -> list[list[nn.Parameter]]:
         """Each bucket's parameters, for the optimizer of that bucket."""
         return [[s.parts[b] for s in self.stacks] for b in range(len(self.sizes))]

@@ -45,12 +45,15 @@ class ObjectiveLanes:
                 out = {"obj/subopt": self._mapped(p.subopt), "train/loss": loss.detach()}
                 if p.distance(self.tasks[0].xs) is not None:
                     out["obj/dist"] = self._mapped(p.distance)
+            if p.online:  # the step's loss is not the objective: its gradient taken apart, as task.py does
+                whole = torch.autograd.grad(self._mapped(p.value).sum(), list(self.iterate.parameters()))
+                out["obj/grad_norm"] = lane_norms(self.iterate.joined(whole))
         if p.online:
             with torch.no_grad():
                 self.regret += loss.detach() - p.loss([p.x_star], self.step_count)
         o.zero_grad()
         loss.sum().backward()  # each lane's gradient: the lanes' losses do not share a variable
-        if measure:
+        if measure and not p.online:
             out["obj/grad_norm"] = lane_norms(self.iterate.grads())
         stats = o.step(measure)
         with torch.no_grad():
