@@ -6,6 +6,7 @@ everything cross-cutting, in layers that import only downwards:
 
     claims/      runner-claim: theorems as tests        (runs sweeps through the app)
     report/      runner-report: figures and tables      (reads run folders, runs nothing)
+    lanes/       a sweep's jobs as one batched computation (the launcher: hydra_plugins/)
     sweep/       the end of a sweep                     (the covering sweeper: hydra_plugins/)
     run/         one run, start to finish
     resume/ tracking/ validation/    checkpoints and stop signals; wandb; the config's checks

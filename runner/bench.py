@@ -4,6 +4,7 @@
     python -m runner.bench task=mnist model=cnn --data random   # MNIST-sized, no download
     python -m runner.bench task=cifar model=fastnet --data random device=cuda
     python -m runner.bench task=gan --steps 5000             # a min-max game (simultaneous GDA)
+    python -m runner.bench --lanes task=gan task.path_every=0 --jobs 100   # a sweep: lanes against basic
 
 Both loops train the same model (same initial weights) on the same device-resident tensors
 with the same batch size and optimizer config; the runner path is `runner.run.loop.train` with the
@@ -86,6 +87,33 @@ def bare_gda(task, make_opt, steps: int, rt: Runtime) -> float:
     return time.perf_counter() - t0
 
 
+def lanes_vs_basic(overrides: list[str], jobs: int) -> None:
+    """The same sweep of `jobs` seeds through the basic launcher and through lanes, in this process
+    (torch imported once, before both), each into a fresh folder: wall time, jobs/s and the ratio."""
+    import sys
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    import runner.__main__ as cli
+
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for launcher in ("basic", "lanes"):
+            GlobalHydra.instance().clear()
+            argv = ["runner", "-m", *overrides, f"seed=range({jobs})", "logger=none", f"hydra.sweep.dir={tmp}/{launcher}"]
+            sys.argv = [*argv, *(["hydra/launcher=lanes"] if launcher == "lanes" else [])]
+            t0 = time.perf_counter()
+            try:
+                cli.main()
+            except SystemExit:
+                pass
+            times[launcher] = time.perf_counter() - t0
+    print(f"lanes benchmark [{' '.join(overrides)}], {jobs} jobs:")
+    for launcher, t in times.items():
+        print(f"  {launcher:5s}: {t:8.2f} s  {jobs / t:8.2f} jobs/s")
+    print(f"  ratio lanes/basic throughput: {times['basic'] / times['lanes']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. task=mnist model=cnn")
@@ -93,7 +121,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--data", choices=["real", "random"], default="real",
                     help="random: tensors of the dataset's shape (no download); timing only")
+    ap.add_argument("--lanes", action="store_true", help="a sweep of --jobs seeds: lanes against the basic launcher")
+    ap.add_argument("--jobs", type=int, default=100)
     args = ap.parse_args()
+    if args.lanes:
+        return lanes_vs_basic(args.overrides, args.jobs)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["logger=none", *args.overrides])
     game = cfg.task._target_.endswith("GameGDA")

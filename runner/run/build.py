@@ -4,6 +4,7 @@ schedules, and the tracker. Config says which class and which numbers (`_target_
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from runner.task.device import Runtime
-from runner.task.optim import OptimizerSet
+from runner.task.optim import OptimizerFactory, OptimizerSet, SchedulerFactory
 from runner.task.protocol import Task
 
 
@@ -31,23 +32,42 @@ def task(cfg: DictConfig, runtime: Runtime) -> Task:
     return factory(runtime=runtime, model=instantiate(cfg.model))
 
 
-def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
-    """One optimizer set per trained module, each with the selected schedule. A module's role may
-    have its own optimizer config (`+optim@optim_discriminator=adam`), and a task may scale a
-    role's learning rates (`task.lr_scale`, e.g. two time scales for a GAN) or set keys of a role's
-    optimizer (`task.optim_values`, e.g. step sizes computed from the problem: {"model": {"lr": 0.5}})."""
-    schedule = instantiate(cfg.sched)
-    sets = {}
-    for role, module in task.models().items():
+def optimizer_nodes(cfg: DictConfig, task: Task) -> dict[str, tuple[DictConfig, DictConfig | None, bool]]:
+    """Each trained role's optimizer node and `aux` node, plain (resolved, the task's lr scale and
+    values applied), and whether it needs `create_graph`. A module's role may have its own optimizer
+    config (`+optim@optim_discriminator=adam`), and a task may scale a role's learning rates
+    (`task.lr_scale`, e.g. two time scales for a GAN) or set keys of a role's optimizer
+    (`task.optim_values`, e.g. step sizes computed from the problem: {"model": {"lr": 0.5}})."""
+    nodes = {}
+    for role in task.models():
         node = cfg.get(f"optim_{role}") or cfg.optim
         scale = getattr(task, "lr_scale", {}).get(role, 1.0)
         aux, values = node.get("aux"), getattr(task, "optim_values", {}).get(role)
-        sets[role] = OptimizerSet(module, instantiate(_plain(node, drop=["aux", "create_graph"], lr_scale=scale,
-                                                             values=values)),
-                                  instantiate(_plain(aux, lr_scale=scale)) if aux is not None else None,
-                                  create_graph=bool(node.get("create_graph", False)))
+        nodes[role] = (_plain(node, drop=["aux", "create_graph"], lr_scale=scale, values=values),
+                       _plain(aux, lr_scale=scale) if aux is not None else None, bool(node.get("create_graph", False)))
+    return nodes
+
+
+def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
+    """One optimizer set per trained module (`optimizer_nodes`), each with the selected schedule."""
+    schedule = instantiate(cfg.sched)
+    sets = {}
+    for role, (node, aux, create_graph) in optimizer_nodes(cfg, task).items():
+        sets[role] = OptimizerSet(task.models()[role], instantiate(node),
+                                  instantiate(aux) if aux is not None else None, create_graph=create_graph)
         sets[role].schedule(schedule)
     return sets
+
+
+def lane_factories(cfg: DictConfig, task: Task) -> dict[str, tuple[str, OptimizerFactory, SchedulerFactory]]:
+    """For a lane of a group (runner/lanes/): each role's bucket key (its optimizer and schedule
+    as plain values: lanes with equal keys may share one optimizer), optimizer and schedule factories."""
+    out = {}
+    for role, (node, _aux, _graph) in optimizer_nodes(cfg, task).items():
+        key = json.dumps([OmegaConf.to_container(node), OmegaConf.to_container(cfg.sched, resolve=True)],
+                         sort_keys=True, default=str)
+        out[role] = (key, instantiate(node), instantiate(cfg.sched))
+    return out
 
 
 def tracker(cfg: DictConfig, config: dict, run_dir: Path, name: str, tags: Sequence[str], group: str | None,

@@ -107,7 +107,7 @@ def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
             return 0
         stop.check("before the run started")  # a signal during the imports, or between two jobs of a sweep
         state = None if cfg.rerun else checkpoint.load(run_dir, digest)
-        _set_aside_finished_summary(run_dir)
+        set_aside_finished_summary(run_dir)
         space = reserve(run_dir)
         validate(cfg, hc.runtime.choices)
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
@@ -192,7 +192,7 @@ def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
     return exit_code
 
 
-def _set_aside_finished_summary(run_dir: Path) -> None:
+def set_aside_finished_summary(run_dir: Path) -> None:
     """A finished run's summary in a folder that runs again (rerun=true, or another config's run):
     set aside, so a kill of this run never leaves it saying finished beside this run's records.
     Any other (failed, interrupted) stays until this run's summary replaces it."""

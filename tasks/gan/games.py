@@ -40,11 +40,12 @@ class Point(nn.Module):
 
 
 def gan_losses(d_real: Tensor, d_fake: Tensor, loss: str) -> tuple[Tensor, Tensor]:
-    """(L_G, L_D) from the discriminator's logits on real and generated samples."""
+    """(L_G, L_D) from the discriminator's logits on real and generated samples (the last
+    dimension; leading ones are lanes, tasks/gan/lanes.py)."""
     if loss in ("wgan", "wgan_gp"):
-        return -d_fake.mean(), d_fake.mean() - d_real.mean()
-    loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # -log D(real) - log(1 - D(fake))
-    loss_g = -F.softplus(d_fake).mean() if loss == "standard" else F.softplus(-d_fake).mean()
+        return -d_fake.mean(-1), d_fake.mean(-1) - d_real.mean(-1)
+    loss_d = F.softplus(-d_real).mean(-1) + F.softplus(d_fake).mean(-1)  # -log D(real) - log(1 - D(fake))
+    loss_g = -F.softplus(d_fake).mean(-1) if loss == "standard" else F.softplus(-d_fake).mean(-1)
     return loss_g, loss_d
 
 
@@ -66,8 +67,8 @@ class Bilinear:
         return None
 
     def losses(self, players: Players, batch: None = None) -> tuple[Tensor, Tensor]:
-        x, y = players["generator"].z, players["discriminator"].z
-        f = x @ self.A @ y + self.b @ x + self.c @ y
+        x, y = players["generator"].z, players["discriminator"].z  # (dim,), or (lanes, dim) with A (lanes, dim, dim)
+        f = (x.unsqueeze(-2) @ self.A @ y.unsqueeze(-1)).squeeze((-2, -1)) + (self.b * x).sum(-1) + (self.c * y).sum(-1)
         return f, -f
 
     def evaluate(self, players: Players, step: int) -> dict[str, float]:
@@ -91,9 +92,9 @@ class Dirac:
         theta, psi = players["generator"].z, players["discriminator"].z
         loss_g, loss_d = gan_losses(psi * 0.0, psi * theta, self.loss)
         if self.reg != "none":  # grad_x D = psi at real (R1) and generated (R2) samples alike
-            loss_d = loss_d + self.gamma / 2 * (psi ** 2).sum()
+            loss_d = loss_d + self.gamma / 2 * (psi ** 2).sum(-1)
         if self.loss == "wgan_gp":
-            loss_d = loss_d + self.gp_weight * ((psi.abs() - 1) ** 2).sum()
+            loss_d = loss_d + self.gp_weight * ((psi.abs() - 1) ** 2).sum(-1)
         return loss_g, loss_d
 
 

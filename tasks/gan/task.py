@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 
 class GameGDA:
+    lane_safe = ("init_scale", "gamma", "lr_ratio")  # task keys that may differ between lanes (README "Lanes")
+
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], game: str = "bilinear",
                  scheme: str = "simultaneous", steps: int = 2000, dim: int = 1, sv_min: float = 1.0,
                  sv_max: float = 1.0, loss: str = "standard", reg: str = "none", gamma: float = 0.0,
@@ -107,6 +109,21 @@ class GameGDA:
             problems.append(f"model={root.model._target_.rsplit('.', 1)[-1]}: does not fit task.game={cfg.game}; "
                             f"use {fit}")
         return problems
+
+    @staticmethod
+    def lane_refusal(root: DictConfig) -> str | None:
+        """Why this config's jobs cannot run as lanes (tasks/gan/lanes.py), or None."""
+        if root.task.game not in ("bilinear", "dirac"):
+            return f"task.game={root.task.game}: minibatches and MLP players are not batched over lanes (yet)"
+        if 2 * (root.task.dim if root.task.game == "bilinear" else 1) > root.task.jacobian_max:
+            return "task.jacobian_max below the parameter count: ARPACK's estimate is not batched over lanes"
+        return None
+
+    @staticmethod
+    def lanes(tasks: list[GameGDA], sizes: Mapping[str, list[int]]):
+        from tasks.gan.lanes import GameLanes
+
+        return GameLanes(tasks, sizes)
 
     def models(self) -> Mapping[str, nn.Module]:
         return self.players

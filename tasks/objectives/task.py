@@ -34,6 +34,7 @@ from tasks.objectives.problems import Problem
 
 class ObjectiveMinimisation:
     primary = "obj/subopt"
+    lane_safe = ()  # task keys that may differ between lanes (README "Lanes"): none beyond optim/sched/seed
     computes_in = "fp64"  # whatever the runner's precision: summary.json's `precision` (its rounding floor) says so
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], problem: Callable[..., Problem],
@@ -71,6 +72,21 @@ class ObjectiveMinimisation:
             found.append(f"optim._target_={root.optim._target_}: needs second derivatives (create_graph), and the "
                          f"losses of problem {cls.__name__} are linear (no Hessian to estimate); pick a first-order optimizer")
         return found
+
+    @staticmethod
+    def lane_refusal(root: DictConfig) -> str | None:
+        """Why this config's jobs cannot run as lanes (tasks/objectives/lanes.py), or None."""
+        if root.task.batch_size is not None or root.task.noise:
+            return "task.batch_size / task.noise: stochastic gradients draw from the global RNG, not per lane (yet)"
+        if root.optim.get("create_graph"):
+            return "second-order optimizers (create_graph) do not run as lanes"
+        return None
+
+    @staticmethod
+    def lanes(tasks: list[ObjectiveMinimisation], sizes: Mapping[str, list[int]]):
+        from tasks.objectives.lanes import ObjectiveLanes
+
+        return ObjectiveLanes(tasks, sizes)
 
     def models(self) -> Mapping[str, nn.Module]:
         return {"model": self.iterate}

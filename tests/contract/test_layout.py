@@ -24,6 +24,7 @@ MAY_IMPORT = {
     "tracking": set(),
     "resume": {"common"},
     "run": {"task", "resume", "tracking", "validation", "common"},
+    "lanes": {"run", "task", "resume", "tracking", "validation", "common"},
     "sweep": {"run", "common"},
     "report": {"run", "common"},
     "claims": {"__main__", "sweep", "run", "common"},

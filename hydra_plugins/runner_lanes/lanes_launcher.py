@@ -1,0 +1,151 @@
+"""`hydra/launcher=lanes`: a sweep's jobs that differ only in lane-safe keys run as lanes of one
+batched computation (runner/lanes/, README "Lanes"), every other job as Hydra's basic launcher runs it.
+
+A Hydra Launcher plugin (Hydra finds launchers in the `hydra_plugins` namespace). Every job is
+composed as the basic launcher composes it and gets what `hydra.core.utils.run_job` gives a job:
+its folder, `.hydra/` (config.yaml, hydra.yaml, overrides.yaml), runner.log, HydraConfig set to its
+own config whenever its lane is started or ended, the callbacks' on_job_start and on_job_end (the
+end-of-sweep table) and a JobReturn. A group of one, or a task or setting that lanes do not support,
+runs through the ordinary per-job path, with one line saying why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import (JobReturn, JobRuntime, JobStatus, _flush_loggers, _save_config, configure_log,
+                              env_override, run_job, setup_globals)
+from hydra.plugins.launcher import Launcher
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+log = logging.getLogger(__name__)
+
+
+class Job:
+    """One job of the sweep, held open between its start (`begin`) and its end (`end`) as run_job
+    would hold it around the task function."""
+
+    def __init__(self, launcher: LanesLauncher, overrides: Sequence[str], idx: int):
+        self.launcher, self.idx, self.overrides = launcher, idx, list(overrides)
+        self.config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, self.overrides)
+        with open_dict(self.config):
+            self.config.hydra.job.id = self.config.hydra.job.num = idx
+        self.ret: JobReturn | None = None
+        self.task_cfg: DictConfig | None = None
+
+    @contextlib.contextmanager
+    def enter(self) -> Iterator[None]:
+        """This job's HydraConfig, logging and environment, as run_job sets them for its task."""
+        saved = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(self.config)
+        try:
+            configure_log(self.config.hydra.job_logging, self.config.hydra.verbose)
+            with env_override(self.config.hydra.job.env_set):
+                yield
+        finally:
+            HydraConfig.instance().cfg = saved
+
+    def begin(self) -> None:
+        cfg = self.config
+        HydraConfig.instance().set_config(cfg)
+        output_dir = os.path.join(str(OmegaConf.select(cfg, "hydra.sweep.dir")),
+                                  str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+            cfg.hydra.runtime.output_dir = os.path.abspath(output_dir)
+        HydraConfig.instance().set_config(cfg)
+        self.ret = ret = JobReturn()
+        self.task_cfg = copy.deepcopy(cfg)
+        with read_write(self.task_cfg), open_dict(self.task_cfg):
+            del self.task_cfg["hydra"]
+        ret.cfg, ret.hydra_cfg = self.task_cfg, copy.deepcopy(HydraConfig.instance().cfg)
+        ret.overrides = OmegaConf.to_container(cfg.hydra.overrides.task)
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        ret.working_dir = os.getcwd()  # hydra.job.chdir=true jobs never reach here (`lane_capable`)
+        with self.enter():
+            if cfg.hydra.output_subdir is not None:
+                out = Path(cfg.hydra.runtime.output_dir) / str(cfg.hydra.output_subdir)
+                _save_config(self.task_cfg, "config.yaml", out)
+                _save_config(ret.hydra_cfg, "hydra.yaml", out)
+                _save_config(cfg.hydra.overrides.task, "overrides.yaml", out)
+            self.launcher.hydra_context.callbacks.on_job_start(config=cfg, task_function=self.launcher.task_function)
+
+    def run_alone(self) -> None:
+        """The job through the app's own function, as run_job calls it."""
+        with self.enter():
+            try:
+                self.ret.return_value, self.ret.status = self.launcher.task_function(self.task_cfg), JobStatus.COMPLETED
+            except Exception as e:  # noqa: BLE001 - as run_job: the job's failure is its JobReturn
+                self.ret.return_value, self.ret.status = e, JobStatus.FAILED
+
+    def end(self, code: int | None = None) -> JobReturn:
+        with self.enter():
+            if code is not None:  # a lane: the value a sweeper optimises, as the app returns it
+                import runner.sweep.summary as sweep
+
+                cfg, hc = self.task_cfg, self.config.hydra
+                minimize = hc.sweeper.get("direction", "minimize") != "maximize"
+                self.ret.return_value = sweep.objective(Path(hc.runtime.output_dir), cfg.objective.metric,
+                                                        cfg.objective.use, minimize)
+                self.ret.status = JobStatus.COMPLETED
+            self.ret.task_name = JobRuntime.instance().get("name")
+            _flush_loggers()
+            self.launcher.hydra_context.callbacks.on_job_end(config=self.config, job_return=self.ret)
+        return self.ret
+
+
+class LanesLauncher(Launcher):
+    def __init__(self, max_lanes: int = 100) -> None:
+        super().__init__()
+        self.max_lanes = int(max_lanes)
+        self.config: DictConfig | None = None
+        self.hydra_context: Any = None
+        self.task_function: Any = None
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from runner.lanes import group, group_run
+        from runner.run.identity import resolved_config
+        from runner.run.outcome import console
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        jobs = [Job(self, o, initial_job_idx + k) for k, o in enumerate(job_overrides)]
+        resolved = []
+        for job in jobs:
+            HydraConfig.instance().set_config(job.config)
+            resolved.append(resolved_config(OmegaConf.masked_copy(job.config, [k for k in job.config if k != "hydra"])))
+        returns: dict[int, JobReturn] = {}
+        for members in group.groups(resolved, self.max_lanes):
+            first = jobs[members[0]]
+            why = "a group of one" if len(members) == 1 else (
+                "hydra.job.chdir=true" if first.config.hydra.job.chdir else group.refusal(first.config, resolved[members[0]]))
+            if why is not None:
+                console.print(f"lanes: {len(members)} job{'s' * (len(members) > 1)} run one by one: {why}", highlight=False)
+                for m in members:
+                    returns[m] = self._alone(jobs[m])
+                continue
+            for m in members:
+                jobs[m].begin()
+            codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].enter())
+            for m, code in zip(members, codes):
+                if code is None:
+                    jobs[m].run_alone()
+                returns[m] = jobs[m].end(code)
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return [returns[k] for k in range(len(jobs))]
+
+    def _alone(self, job: Job) -> JobReturn:
+        ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=job.config,
+                      job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        return ret

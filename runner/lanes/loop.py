@@ -1,0 +1,64 @@
+"""The step loop of a lane group: runner.run.loop.train's schedule of steps, records and
+evaluations, with one record per live lane. A lane that diverges gets its own ending and is frozen
+(its optimizers put its rows back after every later step), the others go on; the loop ends when
+its budget is spent or no lane is left.
+
+Every lane's record holds what its single run's holds at that step; `time/elapsed_s` and `time_s`
+are the group's clocks (the batched computation's time, shared by its lanes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+
+from runner.lanes.optim import LaneOptimizer
+from runner.run.loop import Clock, Emit
+from runner.task.device import Runtime
+
+
+def host(values: Mapping[str, torch.Tensor | float]) -> dict[str, list[float] | float]:
+    """Per-lane tensors as lists, shared values as floats (one transfer per metric)."""
+    return {k: v.detach().double().tolist() if isinstance(v, torch.Tensor) and v.ndim else float(v)
+            for k, v in values.items()}
+
+
+def train(task, opts: Mapping[str, LaneOptimizer], rt: Runtime, emits: Sequence[Emit], *, log_every: int,
+          eval_every: int, after_step: Callable[[int], None] | None = None) -> list[tuple[int, str | None]]:
+    """Run the group's budget; returns each lane's (last step, divergence reason or None)."""
+    clock = Clock(rt)
+    total, ends = task.total_steps, [None] * len(emits)
+    live = list(range(len(emits)))
+    last_step, last_time = 0, 0.0
+    for step in range(1, total + 1):
+        measure = step % log_every == 0 or step == total
+        out = task.train_step(opts, measure)
+        evaluate = step % eval_every == 0 or step == total
+        if not (measure or evaluate):
+            if after_step is not None:
+                after_step(step)
+            continue
+        record = dict(out)
+        if evaluate:
+            with clock.pause():
+                record.update(task.evaluate())
+        values = host(record)
+        now = clock.train_time()
+        lrs = {("train/lr" if len(opts) == 1 else f"train/lr_{role}"): o.lrs() for role, o in opts.items()}
+        shared = {"time/elapsed_s": now, "time/step_s": (now - last_time) / (step - last_step)}
+        last_step, last_time = step, now
+        wall = clock.wall()
+        for i in live:
+            lane = {k: v[i] if isinstance(v, list) else v for k, v in values.items()}
+            reason = emits[i]({"step": step, "time_s": wall, **lane, **{k: v[i] for k, v in lrs.items()}, **shared})
+            if reason:
+                ends[i] = (step, reason)
+                for o in opts.values():
+                    o.freeze(i)
+        live = [i for i in live if ends[i] is None]
+        if not live:
+            break
+        if after_step is not None:
+            after_step(step)
+    return [e or (total, None) for e in ends]

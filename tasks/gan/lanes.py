@@ -1,0 +1,161 @@
+"""The point games (bilinear, Dirac-GAN) as lanes: task.py's GDA schemes for every lane at once.
+
+Each lane starts where its single run starts (the runner builds and seeds each lane's own task:
+its players' start and, for the bilinear game, its own A, b, c). The game's losses are written for
+leading lane dimensions (tasks/gan/games.py), so one call gives every lane's two losses; the
+gradient of their sums is each lane's own field F. The schemes are task.py's, step for step:
+simultaneous, alternating, extragradient (parameters and optimizer state restored after the trial
+step) and optimistic, with `d_steps`, the Jacobian's eigenvalues (exact, batched over lanes) and
+the phase-plane path, which goes back to each lane's task at the end for its picture.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from runner.task.lanes import LaneModule, lane_norms
+
+ROLES = ("generator", "discriminator")
+STACKED = ("A", "b", "c", "gamma")  # per-lane numbers of a game (its seed's A, b, c; a lane-safe gamma)
+
+
+class GameLanes:
+    def __init__(self, tasks: Sequence[Any], sizes: Mapping[str, Sequence[int]]):
+        first = tasks[0]
+        self.tasks, self.scheme, self.d_steps = tasks, first.scheme, first.d_steps
+        self.total_steps, self.primary, self.jacobian_every = first.total_steps, first.primary, first.jacobian_every
+        self.players = {r: LaneModule([t.own[r] for t in tasks], sizes[r]) for r in ROLES}
+        self.game = copy.copy(first.game)
+        for key in STACKED:
+            if hasattr(first.game, key):
+                self.game.__dict__[key] = torch.as_tensor([getattr(t.game, key) for t in tasks], dtype=torch.float64) \
+                    if key == "gamma" else torch.stack([getattr(t.game, key) for t in tasks])
+        self.eq = torch.stack([t.eq for t in tasks]) if first.eq is not None else None
+        self.grad_evals, self.step_count, self.last_jacobian = 0, 0, -first.jacobian_every
+        self._previous: list[Tensor] | None = None
+        self.path_every = first.path_every
+        self.path = torch.empty(first.path.shape[0], len(tasks), first.n_params, dtype=torch.float64)
+        self.path_len = 0
+        if self.path_every:
+            self._record_point()
+
+    def models(self) -> Mapping[str, LaneModule]:
+        return self.players
+
+    def params(self) -> list[Tensor]:
+        return [p for r in ROLES for p in self.players[r].parameters()]
+
+    def _point(self) -> Tensor:
+        """(lanes, n): each lane's z, generator's first, as task.py's `_point`."""
+        return torch.cat([v.detach().reshape(v.shape[0], -1) for r in ROLES for v in self.players[r].values()], 1)
+
+    def field(self, create_graph: bool = False) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
+        """Every lane's F (one tensor per bucket parameter) and the two losses (one per lane)."""
+        views = {r: SimpleNamespace(z=self.players[r].values()[0]) for r in ROLES}
+        losses = self.game.losses(views)
+        own = {r: list(self.players[r].parameters()) for r in ROLES}
+        grads = [*torch.autograd.grad(losses[0].sum(), own["generator"], retain_graph=True, create_graph=create_graph),
+                 *torch.autograd.grad(losses[1].sum(), own["discriminator"], create_graph=create_graph)]
+        return grads, losses
+
+    def evaluate_field(self) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
+        self.grad_evals += 1
+        return self.field()
+
+    def jacobian_eigs(self) -> dict[str, Tensor]:
+        """Each lane's dense Jacobian of v = -F (row i = e_i^T J, as task.py's), its eigenvalues."""
+        v = [-g for g in self.field(create_graph=True)[0]]
+        params, n = self.params(), self._point().shape[1]
+        flat = self._flat(v)
+        rows = []
+        for i in range(n):
+            grads = torch.autograd.grad(flat[:, i].sum(), params, retain_graph=True, allow_unused=True)
+            rows.append(self._flat([g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]))
+        eig = torch.linalg.eigvals(torch.stack(rows, 1).transpose(1, 2))
+        return {"gan/jac_max_real": eig.real.max(1).values, "gan/jac_max_abs": eig.abs().max(1).values}
+
+    def _flat(self, per_param: Sequence[Tensor]) -> Tensor:
+        """(lanes, n) from tensors laid out as `params()` (bucket parameters, role by role)."""
+        k, cols = 0, []
+        for r in ROLES:
+            for stack in self.players[r].stacks:
+                m = len(stack.parts)
+                cols.append(torch.cat(list(per_param[k:k + m])).reshape(-1, stack.parts[0][0].numel()))
+                k += m
+        return torch.cat(cols, 1)
+
+    def _step(self, opt, grads: list[Tensor], roles=ROLES, measure=False) -> dict:
+        for p, g in zip(self.params(), grads):
+            p.grad = g
+        return {role: opt[role].step(measure) for role in roles}
+
+    @torch.no_grad()
+    def _record_point(self) -> None:
+        if self.path_len == len(self.path):
+            self.path[:len(self.path) // 2] = self.path[::2].clone()
+            self.path_len, self.path_every = len(self.path) // 2, 2 * self.path_every
+        self.path[self.path_len] = self._point()
+        self.path_len += 1
+
+    def train_step(self, opt: Mapping[str, Any], measure: bool) -> dict[str, Tensor | float]:
+        for _ in range(1, self.d_steps):
+            self._step(opt, self.evaluate_field()[0], roles=("discriminator",))
+        out = {}
+        if measure and self.step_count - self.last_jacobian >= self.jacobian_every:
+            self.last_jacobian = self.step_count
+            out |= self.jacobian_eigs()
+        params = self.params()
+        if self.scheme == "extragradient":
+            z0 = [p.detach().clone() for p in params]
+        if measure and self.eq is not None:
+            dist = torch.linalg.vector_norm(self._point() - self.eq, dim=1)
+        g, (loss_g, loss_d) = self.evaluate_field()
+        if self.scheme == "simultaneous":
+            stats = self._step(opt, g, measure=measure)
+        elif self.scheme == "alternating":
+            stats = self._step(opt, g, roles=("discriminator",), measure=measure)
+            stats |= self._step(opt, self.evaluate_field()[0], roles=("generator",), measure=measure)
+        elif self.scheme == "extragradient":
+            saved = [copy.deepcopy(o.state_dict()) for o in opt.values()]
+            self._step(opt, g)
+            g_half, _ = self.evaluate_field()
+            with torch.no_grad():
+                torch._foreach_copy_(params, z0)
+            for o, s in zip(opt.values(), saved):
+                o.load_state_dict(s)
+            stats = self._step(opt, g_half, measure=measure)
+        else:  # optimistic
+            prev = self._previous or g
+            self._previous = g
+            stats = self._step(opt, [2 * a - b for a, b in zip(g, prev)], measure=measure)
+        self.step_count += 1
+        if self.path_every and self.step_count % self.path_every == 0:
+            self._record_point()
+        if not measure:
+            return {}
+        out |= {"gan/loss_g": loss_g.detach(), "gan/loss_d": loss_d.detach(),
+                "gan/field_norm": lane_norms([self._flat(g)]),
+                "train/grad_evals": float(self.grad_evals),
+                **{f"train/update_norm_{role}": s["update_norm"] for role, s in stats.items()}}
+        if self.eq is not None:
+            out["gan/dist_to_eq"] = dist
+        return out
+
+    def evaluate(self) -> dict[str, Tensor | float]:
+        return {}
+
+    def unstack(self) -> None:
+        """Each lane's final point, counters and phase-plane path back into its own task."""
+        with torch.no_grad():
+            for i, t in enumerate(self.tasks):
+                for x, v in zip(t.params, [v for r in ROLES for v in self.players[r].lane(i)]):
+                    x.copy_(v)
+                t.grad_evals, t.step_count, t.last_jacobian = self.grad_evals, self.step_count, self.last_jacobian
+                t.path_len, t.path_every = self.path_len, self.path_every
+                t.path[:self.path_len] = self.path[:self.path_len, i]

@@ -1,0 +1,77 @@
+"""The objective task as lanes: the same deterministic step as task.py's, for every lane at once.
+
+Each lane's iterate starts where its single run starts (the runner builds and seeds each lane's own
+task); the lanes of a group share the problem (its config is equal across them), so f, its
+gradient and the measurements are the problem's own functions mapped over the lanes' rows
+(torch.func.vmap), and the gradient of the sum of the lanes' losses is each lane's own gradient.
+Stochastic gradients (`task.batch_size`, `task.noise`) draw from the global RNG in the single run,
+so those configs run one by one (task.py's `lane_refusal`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from runner.task.lanes import LaneModule, lane_norms
+
+
+class ObjectiveLanes:
+    primary = "obj/subopt"
+
+    def __init__(self, tasks: Sequence[Any], sizes: Mapping[str, Sequence[int]]):
+        self.tasks, self.problem = tasks, tasks[0].problem
+        self.iterate = LaneModule([t.xs for t in tasks], sizes["model"])
+        self.total_steps, self.step_count = tasks[0].total_steps, 0
+        self.regret = torch.zeros(len(tasks), dtype=torch.float64, device=self.problem.device)
+
+    def models(self) -> Mapping[str, LaneModule]:
+        return {"model": self.iterate}
+
+    def _mapped(self, fn, *args) -> Tensor:
+        """fn(xs, *args) of one lane, for every lane: one value per lane."""
+        return torch.func.vmap(lambda *xs: fn(list(xs), *args))(*self.iterate.values())
+
+    def train_step(self, opt: Mapping[str, Any], measure: bool) -> dict[str, Tensor]:
+        o, p = opt["model"], self.problem
+        self.step_count += 1
+        loss = self._mapped(p.loss, self.step_count)
+        out = {}
+        if measure:
+            with torch.no_grad():
+                out = {"obj/subopt": self._mapped(p.subopt), "train/loss": loss.detach()}
+                if p.distance(self.tasks[0].xs) is not None:
+                    out["obj/dist"] = self._mapped(p.distance)
+            if p.online:  # the step's loss is not the objective: its gradient taken apart, as task.py does
+                whole = torch.autograd.grad(self._mapped(p.value).sum(), list(self.iterate.parameters()))
+                out["obj/grad_norm"] = lane_norms(self.iterate.joined(whole))
+        if p.online:
+            with torch.no_grad():
+                self.regret += loss.detach() - p.loss([p.x_star], self.step_count)
+        o.zero_grad()
+        loss.sum().backward()  # each lane's gradient: the lanes' losses do not share a variable
+        if measure and not p.online:
+            out["obj/grad_norm"] = lane_norms(self.iterate.grads())
+        stats = o.step(measure)
+        with torch.no_grad():
+            for bucket in self.iterate.buckets():
+                p.project(bucket)  # elementwise (Reddi's box): the same on a bucket's rows
+        if not measure:
+            return {}
+        out |= {"train/grad_norm": stats["grad_norm"], "train/update_norm": stats["update_norm"]}
+        if p.online:
+            out["obj/regret_avg"] = self.regret / self.step_count
+        return out
+
+    def evaluate(self) -> dict[str, Tensor]:
+        return {}
+
+    def unstack(self) -> None:
+        """Each lane's final iterate into its own task."""
+        with torch.no_grad():
+            for i, t in enumerate(self.tasks):
+                for x, v in zip(t.xs, self.iterate.lane(i)):
+                    x.copy_(v)
