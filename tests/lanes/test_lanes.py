@@ -116,3 +116,44 @@ def test_a_diverged_lane_ends_alone_as_its_single_run_and_a_rerun_skips_what_fin
     assert read_records(lanes / "0" / "metrics.jsonl")[-1]["step"] == 200
     code, out = sweep(capsys, lanes, *args, "hydra/launcher=lanes")
     assert code == 0 and out.count("skipped: this config already finished") == 4, out
+
+
+def test_a_failed_group_runs_its_jobs_one_by_one_and_keeps_what_the_lanes_wrote(capsys, tmp_path, monkeypatch):
+    """The batched computation raises after training (records written, no summary yet): the jobs
+    run again one by one, each from step 0, and give the single runs' results; the records the
+    lanes had written are set aside, not overwritten."""
+    from tasks.gan.lanes import GameLanes
+
+    def broken(self):
+        raise RuntimeError("unstack broke")
+
+    monkeypatch.setattr(GameLanes, "unstack", broken)
+    out = same_sweeps(capsys, tmp_path, "task=gan", "task.steps=40", "log_every=10", "seed=0,1")
+    assert "lanes: the batched computation failed (RuntimeError: unstack broke); its 2 jobs run one by one" in out
+    for job in ("0", "1"):
+        kept = list((tmp_path / "lanes" / job).glob("metrics.jsonl.replaced-*"))
+        assert len(kept) == 1 and len(read_records(kept[0])) == 4, kept
+
+
+def test_a_stop_signal_during_a_lane_group_ends_every_lane_interrupted(tmp_path):
+    import signal
+    import time
+
+    from tests.faulty import Child
+
+    child = Child(["-m", "task=gan", "task.steps=100000000", "log_every=100", "logger=none", "seed=0,1,2",
+                   "hydra/launcher=lanes", f"hydra.sweep.dir={tmp_path}"], tmp_path / "sweep.out")
+    child.wait_for("jobs as one batched computation")
+    deadline = time.time() + 60
+    while not all((tmp_path / j / "metrics.jsonl").exists() and read_records(tmp_path / j / "metrics.jsonl")
+                  for j in "012"):
+        assert time.time() < deadline, child.output()
+        time.sleep(0.2)
+    child.signal(signal.SIGINT)
+    code, out = child.join(), child.output()
+    assert code == 130, out
+    for job in "012":
+        s = json.loads((tmp_path / job / "summary.json").read_text())
+        assert (s["status"], s["exit_code"], s["resumable"]) == ("interrupted", 130, False), s
+        assert s["steps"] > 0 and read_records(tmp_path / job / "metrics.jsonl"), s
+    assert "sweep: 3 jobs" in out, out
