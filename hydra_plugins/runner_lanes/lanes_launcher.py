@@ -32,9 +32,9 @@ class Job:
     """One job of the sweep, held open between its start (`begin`) and its end (`end`) as run_job
     would hold it around the task function."""
 
-    def __init__(self, launcher: LanesLauncher, overrides: Sequence[str], idx: int):
+    def __init__(self, launcher: LanesLauncher, overrides: Sequence[str], idx: int, composer: Composer):
         self.launcher, self.idx, self.overrides = launcher, idx, list(overrides)
-        self.config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, self.overrides)
+        self.config = composer.compose(self.overrides)
         with open_dict(self.config):
             self.config.hydra.job.id = self.config.hydra.job.num = idx
         self.ret: JobReturn | None = None
@@ -100,6 +100,54 @@ class Job:
         return self.ret
 
 
+class Composer:
+    """Each job's config as Hydra's `load_sweep_config` composes it, composing once per set of
+    config-group choices: Hydra's composition (the defaults tree, every file merged) is most of a
+    small job's cost. A job whose overrides differ from a composed job's only in plain values
+    (`key=value` with a number, string or list: no config group, no `+`, `++` or `~`, no dict,
+    which Hydra merges rather than sets) is a copy of that config with those values set as Hydra
+    sets them (`_apply_overrides_to_config`), and its recorded overrides and override_dirname made
+    as Hydra makes them. tests/lanes/test_lanes.py checks each job's .hydra/ files against the
+    basic launcher's."""
+
+    def __init__(self, loader: Any, master: DictConfig):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.loader, self.master, self.parser = loader, master, OverridesParser.create()
+        self.composed: dict[tuple, tuple[list, DictConfig]] = {}
+
+    def compose(self, overrides: Sequence[str]) -> DictConfig:
+        parsed = self.parser.parse_overrides(list(overrides))
+        shape = tuple((o.key_or_group, o.package, o.input_line if not self._plain(o) else None) for o in parsed)
+        if shape not in self.composed:
+            cfg = self.loader.load_sweep_config(self.master, list(overrides))
+            self.composed[shape] = (parsed, cfg)
+            return cfg
+        template_parsed, template = self.composed[shape]
+        changed = [o for o, t in zip(parsed, template_parsed) if o.input_line != t.input_line]
+        if any(o.key_or_group in template.hydra.runtime.choices for o in changed):  # another option of a group
+            return self.loader.load_sweep_config(self.master, list(overrides))
+        return self._derived(template, changed, parsed)
+
+    @staticmethod
+    def _plain(o: Any) -> bool:
+        return not (o.is_add() or o.is_delete() or o.is_force_add() or o.is_hydra_override() or o.package is not None
+                    or o.is_sweep_override() or isinstance(o.value(), dict))
+
+    def _derived(self, template: DictConfig, changed: list, parsed: list) -> DictConfig:
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+
+        cfg = copy.deepcopy(template)
+        ConfigLoaderImpl._apply_overrides_to_config(changed, cfg)
+        app = [o for o in parsed if not o.is_hydra_override()]
+        job = cfg.hydra.job.config.override_dirname
+        cfg.hydra.overrides.task = [o.input_line for o in app]
+        cfg.hydra.job.override_dirname = get_overrides_dirname(overrides=app, kv_sep=job.kv_sep,
+                                                               item_sep=job.item_sep, exclude_keys=job.exclude_keys)
+        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
+        return cfg
+
+
 class LanesLauncher(Launcher):
     def __init__(self, max_lanes: int = 100) -> None:
         super().__init__()
@@ -119,7 +167,8 @@ class LanesLauncher(Launcher):
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
-        jobs = [Job(self, o, initial_job_idx + k) for k, o in enumerate(job_overrides)]
+        composer = Composer(self.hydra_context.config_loader, self.config)
+        jobs = [Job(self, o, initial_job_idx + k, composer) for k, o in enumerate(job_overrides)]
         resolved = []
         for job in jobs:
             HydraConfig.instance().set_config(job.config)

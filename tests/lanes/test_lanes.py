@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from runner.run.metrics import read_records
 from tests.helpers import run_main
@@ -44,6 +45,17 @@ def sweep(capsys, folder: Path, *args: str) -> tuple[int, str]:
     return run_main(capsys, "-m", *args, "logger=none", f"hydra.sweep.dir={folder}")
 
 
+def hydra_file(job: Path, name: str, sweep_dir: Path) -> object:
+    """A job's .hydra/ file as data, its sweep folder's path and the launcher's own entries left out
+    (the one thing the two launchers' jobs legitimately differ in)."""
+    data = yaml.safe_load((job / ".hydra" / name).read_text().replace(str(sweep_dir), "SWEEP"))
+    if name == "hydra.yaml":
+        hydra = data["hydra"]
+        del hydra["launcher"], hydra["runtime"]["choices"]["hydra/launcher"]
+        hydra["overrides"]["hydra"] = [o for o in hydra["overrides"]["hydra"] if not o.startswith("hydra/launcher=")]
+    return data
+
+
 def same_sweeps(capsys, tmp_path: Path, *args: str) -> str:
     """Run `args` through both launchers; assert equal records and summaries; return the lanes output."""
     code_b, _ = sweep(capsys, tmp_path / "basic", *args)
@@ -60,7 +72,8 @@ def same_sweeps(capsys, tmp_path: Path, *args: str) -> str:
             close(x, y, f"job {job} step {x['step']}", scale)
         sb, sl = (json.loads((d / "summary.json").read_text()) for d in (b, lanes))
         close({k: sb.get(k) for k in SUMMARY_KEYS}, {k: sl.get(k) for k in SUMMARY_KEYS}, f"job {job} summary", scale)
-        assert (lanes / ".hydra" / "overrides.yaml").read_text() == (b / ".hydra" / "overrides.yaml").read_text()
+        for name in ("overrides.yaml", "config.yaml", "hydra.yaml"):  # composed once per group's choices
+            assert hydra_file(lanes, name, tmp_path / "lanes") == hydra_file(b, name, tmp_path / "basic"), name
         assert (lanes / "runner.log").exists()
     return out
 
