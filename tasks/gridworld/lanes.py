@@ -12,21 +12,21 @@ run's order), so its draws are its single run's; only the optimizer step is batc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from runner.task.lanes import LaneModule
-from tasks.gridworld.task import evaluate_policy
 
 
 class PolicyLanes:
     primary = "rl/subopt"
 
-    def __init__(self, tasks: Sequence[Any], sizes: Mapping[str, Sequence[int]]):
+    def __init__(self, tasks: Sequence[Any], sizes: Mapping[str, Sequence[int]], evaluate_policy: Callable):
         first = tasks[0]
+        self.evaluate_policy = evaluate_policy  # task.py's own (passed in: task.py imports this module)
         self.tasks, self.method, self.mdp = tasks, first.method, first.mdp
         self.total_steps = first.total_steps
         self.policy = LaneModule([list(t.policy.parameters()) for t in tasks], sizes["policy"])
@@ -42,7 +42,7 @@ class PolicyLanes:
     def _one_lane(self, logits: Tensor, v_star: Tensor, tau: Tensor, gamma: Tensor) -> tuple[Tensor, ...]:
         """One lane's exact step quantities, as task.py's train_step forms them."""
         m = dataclasses.replace(self.mdp, gamma=gamma)
-        ev = evaluate_policy(m, logits, tau)
+        ev = self.evaluate_policy(m, logits, tau)
         grad = ev.d[:, None] * ev.pi * ev.adv / (1 - gamma)  # ascent direction of V_tau(rho)
         gap = (v_star - ev.V).clamp_min(0)
         return (grad, ev.adv / (1 - gamma), torch.linalg.vector_norm(grad), m.rho @ gap, gap.max(),

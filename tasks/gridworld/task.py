@@ -214,7 +214,7 @@ class PolicyOptimization:
     def lanes(tasks: list[PolicyOptimization], sizes: Mapping[str, list[int]]):
         from tasks.gridworld.lanes import PolicyLanes
 
-        return PolicyLanes(tasks, sizes)
+        return PolicyLanes(tasks, sizes, evaluate_policy)
 
     def _initialise(self, init: str, scale: float) -> None:
         with torch.no_grad():
