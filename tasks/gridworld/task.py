@@ -117,7 +117,9 @@ def evaluate_policy(m: MDP, logits: Tensor, tau: float) -> Evaluation:
     lu, piv = torch.linalg.lu_factor(bellman_matrix(m, pi))
     V, V_plain = torch.linalg.lu_solve(lu, piv, torch.stack([r_plain + tau * entropy, r_plain], 1)).unbind(1)
     d = (1 - m.gamma) * torch.linalg.lu_solve(lu, piv, m.rho[:, None], adjoint=True)[:, 0]
-    Q = m.R + m.gamma * m.P @ V
+    # P V as a product and a sum over s' rather than a matmul: the same rounding when mapped over lanes
+    # (tasks/gridworld/lanes.py), where a batched matmul sums in another order
+    Q = m.R + m.gamma * (m.P * V).sum(2)
     return Evaluation(V, V_plain, Q - tau * log_pi - V[:, None], d, pi, entropy)
 
 
@@ -153,6 +155,7 @@ class TabularSoftmax(nn.Module):
 class PolicyOptimization:
     primary = "rl/subopt"
     fp64 = True  # model, policy and values are float64 whatever the precision
+    lane_safe = ("gamma", "tau", "init_scale")  # task keys that may differ between lanes (README "Lanes")
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], env: str = "FrozenLake-v1",
                  env_kwargs: Mapping | None = None, gamma: float = 0.99, rho: str = "env", method: str = "pg",
@@ -199,6 +202,19 @@ class PolicyOptimization:
                 hint = f"; maps: {', '.join(MAPS)}"
             problems.append(f"task.env={cfg.env} task.env_kwargs={kwargs}: {type(e).__name__}: {e}{hint}")
         return problems
+
+    @staticmethod
+    def lane_refusal(root: DictConfig) -> str | None:
+        """Why this config's jobs cannot run as lanes (tasks/gridworld/lanes.py), or None."""
+        if root.model._target_ != f"{__name__}.TabularSoftmax":
+            return f"model={root.model._target_.rsplit('.', 1)[-1]}: only model=tabular is batched over lanes (yet)"
+        return None
+
+    @staticmethod
+    def lanes(tasks: list[PolicyOptimization], sizes: Mapping[str, list[int]]):
+        from tasks.gridworld.lanes import PolicyLanes
+
+        return PolicyLanes(tasks, sizes, evaluate_policy)
 
     def _initialise(self, init: str, scale: float) -> None:
         with torch.no_grad():

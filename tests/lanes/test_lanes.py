@@ -170,3 +170,26 @@ def test_a_stop_signal_during_a_lane_group_ends_every_lane_interrupted(tmp_path)
         assert (s["status"], s["exit_code"], s["resumable"]) == ("interrupted", 130, False), s
         assert s["steps"] > 0 and read_records(tmp_path / job / "metrics.jsonl"), s
     assert "sweep: 3 jobs" in out, out
+
+
+@pytest.mark.parametrize("args", [
+    ("optim=sgd", "optim.lr=10,30"),
+    ("task.method=npg", "task.tau=0.01,0.05", "optim.lr=0.05,0.1"),
+    ("optim=adam", "optim.lr=0.01,0.1", "task.init=random", "task.init_scale=0.5,2"),
+    ("task.env=FrozenLake8x8-v1", "+task.env_kwargs.is_slippery=false", "task.gamma=0.9,0.95", "optim=momentum",
+     "optim.lr=5,10"),
+    ("task.env=CliffWalking-v1", "task.gamma=0.9", "task.init=random", "task.init_scale=0.5,2", "optim.lr=1"),
+    ("task.env=runner/GridWorld-v0", "+task.env_kwargs={rows:3,cols:4,walls:[[1,1]],slip:0.1,step_reward:-0.01}",
+     "task.rho=env", "task.tau=0,0.02", "optim.lr=3"),
+    ("task.method=reinforce", "task.batch_size=4", "task.horizon=30", "task.tau=0,0.01", "optim.lr=0.5"),
+], ids=["pg-sgd", "npg-tau", "pg-adam-random", "8x8-gamma-momentum", "cliff-pg-random", "own-grid", "reinforce"])
+def test_gridworld_lanes_equal_single_runs(capsys, tmp_path, args):
+    out = same_sweeps(capsys, tmp_path, "task=gridworld", "task.steps=60", "log_every=5", "seed=0,1", *args)
+    assert "jobs as one batched computation" in out and "one by one" not in out
+    assert (tmp_path / "lanes" / "0" / "policy.png").exists()
+
+
+def test_gridworld_with_a_network_runs_one_by_one_and_says_why(capsys, tmp_path):
+    code, out = sweep(capsys, tmp_path, "task=gridworld", "model=mlp", "task.steps=5", "optim.lr=0.1", "seed=0,1",
+                      "hydra/launcher=lanes")
+    assert code == 0 and "2 jobs run one by one: model=mlp: only model=tabular is batched over lanes" in out, out
