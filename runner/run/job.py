@@ -37,7 +37,7 @@ from runner.run import build, disk, identity, outcome, provenance
 from runner.run.loop import assess, train
 from runner.run.metrics import reserve
 from runner.run.outcome import console
-from runner.run.recorder import Recorder, diverged  # noqa: F401 - diverged: importable from here as before
+from runner.run.recorder import Recorder
 from runner.task.device import Runtime, parallel_jobs, set_threads
 from runner.tracking.tracker import NullTracker
 from runner.validation.validate import ConfigError, validate

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from runner.run.job import diverged
+from runner.run.recorder import diverged
 from runner.run.metrics import History
 from runner.task.convergence import fit_tail, slope_fit
 from runner.task.sharpness import top_hessian_eigenvalue
