@@ -10,6 +10,10 @@ except that its metrics are tensors with one value per lane (or plain floats sha
 Its variables are `LaneModule`s: each variable of every lane stacked as rows, one parameter per
 *bucket* of lanes that share optimizer hyperparameters (one optimizer each, so a learning rate never
 applies to another lane's rows). Gradients of the sum of the lanes' losses never mix lanes.
+
+A network trained in every lane (a classifier's, a GAN's players) is a `LaneNetwork`: its lanes'
+parameters in a LaneModule, its forward pass the single run's module called on each lane's rows
+(torch.func.functional_call under torch.func.vmap), one batched computation for all lanes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call, vmap
 
 
 class LaneStack(nn.Module):
@@ -73,3 +78,39 @@ def lane_norms(tensors: Sequence[Tensor]) -> Tensor:
     """The Euclidean norm of each lane's part of `tensors` (rows = lanes) together: one value per lane."""
     per = torch.stack([torch.linalg.vector_norm(t.reshape(len(t), -1), dim=1) for t in tensors])
     return per[0] if len(per) == 1 else torch.linalg.vector_norm(per, dim=0)
+
+
+class LaneNetwork(nn.Module):
+    """Every lane's copy of one network (one architecture: a group's configs are equal there) as one
+    batched function. `forward(x)` takes one input per lane (lanes, ...), or with `shared=True` one
+    input for all; it returns (lanes, ...). The parameters are a LaneModule's (`weights`), so each
+    bucket keeps its own optimizer. Buffers (BatchNorm's running statistics) are stacked per lane
+    too, one (lanes, ...) tensor each: the forward pass updates each lane's rows in place under vmap,
+    as the single run's module updates its own."""
+
+    def __init__(self, nets: Sequence[nn.Module], sizes: Sequence[int]):
+        super().__init__()
+        self.names = [name for name, _ in nets[0].named_parameters()]
+        self.weights = LaneModule([list(n.parameters()) for n in nets], sizes)
+        self.lane_buffers = {name: torch.stack([dict(n.named_buffers())[name] for n in nets])
+                         for name, _ in nets[0].named_buffers()}
+        self._net = (nets[0],)  # in a tuple, not a submodule: only its structure is called
+
+    def _one(self, params: Sequence[Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self._net[0], {**dict(zip(self.names, params)), **buffers}, (x,))
+
+    def forward(self, x: Tensor, shared: bool = False) -> Tensor:
+        return vmap(self._one, in_dims=(0, 0, None if shared else 0))(self.weights.values(), self.lane_buffers, x)
+
+    def train(self, mode: bool = True) -> LaneNetwork:
+        self._net[0].train(mode)
+        return super().train(mode)
+
+    @torch.no_grad()
+    def write_back(self, nets: Sequence[nn.Module]) -> None:
+        """Each lane's current parameters and buffers into its own network (lane i into `nets[i]`)."""
+        for i, net in enumerate(nets):
+            for p, v in zip(net.parameters(), self.weights.lane(i), strict=True):
+                p.copy_(v)
+            for name, b in net.named_buffers():
+                b.copy_(self.lane_buffers[name][i])
