@@ -5,7 +5,8 @@
 
 The whole dataset lives on the device as one tensor; every step draws the next slice of a
 per-epoch random permutation, augments it on the device (CIFAR: random crop with padding and
-horizontal flip, in batch) and takes one optimizer step.
+horizontal flip, in batch) and takes one optimizer step. The permutations, crops and flips come
+from the run's own generator (runner/task/streams.py), so a lane draws what its single run draws.
 
 Primary convergence metric: `train/grad_norm`, the norm of the gradient of the objective the
 optimizer actually minimises, measured before the step (`train/loss_grad_norm` is that of the
@@ -30,10 +31,12 @@ from torch import Tensor, nn
 from runner.task.decay import coupled_decay
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet, total_norm
+from runner.task.streams import own_generator
 from tasks.classifier.datasets import ImageData
 
 LOSSES = ("cross_entropy", "mse")
 SHARPNESS_MIN_BATCH = 512  # a sharpness measured on fewer examples varies from batch to batch
+DATA_STREAM = 1  # names this task's own generator (batch order, crops, flips) among a run's streams
 
 
 class Classifier:
@@ -83,6 +86,7 @@ class Classifier:
         self.sharp_x, self.sharp_y = self.x_train[:size], self.y_train[:size]
         self._order = torch.empty(0, dtype=torch.long, device=dev)
         self._pos = 0
+        self.gen = own_generator(dev, DATA_STREAM)
         self._decay: tuple[OptimizerSet, list[tuple[dict, list[Tensor]]]] | None = None  # found once
 
     @staticmethod
@@ -104,33 +108,36 @@ class Classifier:
         return {"model": self.net}
 
     def state_dict(self) -> dict:
-        """For checkpoints: where the run is in the current epoch's permutation."""
-        return {"order": self._order, "pos": self._pos}
+        """For checkpoints: where the run is in the current epoch's permutation, and its generator."""
+        return {"order": self._order, "pos": self._pos, "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: Mapping) -> None:
         self._order, self._pos = state["order"].to(self.rt.device), state["pos"]
+        self.gen.set_state(state["gen"])
 
-    def _next_batch(self) -> tuple[Tensor, Tensor]:
+    def next_indices(self) -> Tensor:
+        """The next batch's indices into the training set: a slice of the epoch's permutation, drawn
+        from the run's own generator (tasks/classifier/lanes.py draws each lane's with its own task)."""
         if self._pos + self.batch_size > len(self._order):
-            self._order = torch.randperm(self.n, device=self.rt.device)
+            self._order = torch.randperm(self.n, device=self.rt.device, generator=self.gen)
             self._pos = 0
         idx = self._order[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
-        x, y = self.x_train[idx], self.y_train[idx]
-        return (self._augment(x) if self.augment else x), y
+        return idx
+
+    def crop_draws(self, b: int) -> tuple[Tensor, Tensor]:
+        """Offsets (2, b, 1) and flips (b, 1, 1, 1) of `augment` for a batch of b, from the run's generator."""
+        dev = self.rt.device
+        offsets = torch.randint(0, 2 * self.pad + 1, (2, b, 1), device=dev, generator=self.gen)
+        return offsets, torch.rand(b, 1, 1, 1, device=dev, generator=self.gen) < 0.5
 
     def _augment(self, x: Tensor) -> Tensor:
-        """Random crop after zero padding by `pad` pixels, and a random horizontal flip, per image."""
-        b, _, h, w = x.shape
-        padded = F.pad(x, (self.pad,) * 4)
-        dy, dx = (torch.randint(0, 2 * self.pad + 1, (2, b, 1), device=x.device))
-        rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # b x 1 x h x 1
-        cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # b x 1 x 1 x w
-        batch = torch.arange(b, device=x.device)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-        crops = padded[batch, chans, rows, cols]
-        flip = torch.rand(b, 1, 1, 1, device=x.device) < 0.5
-        return torch.where(flip, crops.flip(3), crops).contiguous(memory_format=self.fmt)
+        return augment(x, self.pad, *self.crop_draws(len(x))).contiguous(memory_format=self.fmt)
+
+    def _next_batch(self) -> tuple[Tensor, Tensor]:
+        idx = self.next_indices()
+        x, y = self.x_train[idx], self.y_train[idx]
+        return (self._augment(x) if self.augment else x), y
 
     def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor]:
         opt = opt["model"]
@@ -191,6 +198,20 @@ class Classifier:
         if self.loss_kind == "cross_entropy":
             return F.cross_entropy(logits, y, label_smoothing=smoothing)
         return mse_one_hot(logits, y, smoothing)
+
+
+def augment(x: Tensor, pad: int, offsets: Tensor, flip: Tensor) -> Tensor:
+    """Each image of `x` (b, c, h, w) cropped after zero padding by `pad` pixels at `offsets`
+    (2, b, 1: rows, columns) and flipped horizontally where `flip` (b, 1, 1, 1) holds."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (pad,) * 4)
+    dy, dx = offsets
+    rows = (dy + torch.arange(h, device=x.device))[:, None, :, None]  # b x 1 x h x 1
+    cols = (dx + torch.arange(w, device=x.device))[:, None, None, :]  # b x 1 x 1 x w
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    crops = padded[batch, chans, rows, cols]
+    return torch.where(flip, crops.flip(3), crops)
 
 
 def mse_one_hot(logits: Tensor, y: Tensor, smoothing: float = 0.0) -> Tensor:
