@@ -89,6 +89,19 @@ class Classifier:
         self.gen = own_generator(dev, DATA_STREAM)
         self._decay: tuple[OptimizerSet, list[tuple[dict, list[Tensor]]]] | None = None  # found once
 
+    lane_safe = ()  # every task key changes the data, the shapes or the loss: lanes differ in seed, optim, sched
+
+    @staticmethod
+    def lane_refusal(root: DictConfig) -> str | None:
+        """Every model and setting runs as lanes (tasks/classifier/lanes.py; BatchNorm's statistics per lane)."""
+        return None
+
+    @staticmethod
+    def lanes(tasks: list[Classifier], sizes: Mapping[str, list[int]]):
+        from tasks.classifier.lanes import ClassifierLanes
+
+        return ClassifierLanes(tasks, sizes, augment, step_record)
+
     @staticmethod
     def check(root: DictConfig) -> list[str]:
         """Problems with this task's config that can be seen before loading anything. Each key's
@@ -148,13 +161,7 @@ class Classifier:
         loss.backward(create_graph=opt.create_graph)
         objective = self._objective_grad_norm(opt) if measure else None  # before the step moves w
         stats = opt.step(measure)
-        if not measure:
-            return {}
-        out = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
-        out["train/loss_grad_norm"] = out["train/grad_norm"]
-        if objective is not None:
-            out["train/grad_norm"] = objective
-        return out
+        return step_record(loss, stats, objective) if measure else {}
 
     def _objective_grad_norm(self, opt: OptimizerSet) -> Tensor | None:
         """|grad L + wd w| over the tensors whose decay is a gradient term, |grad L| over the
@@ -198,6 +205,16 @@ class Classifier:
         if self.loss_kind == "cross_entropy":
             return F.cross_entropy(logits, y, label_smoothing=smoothing)
         return mse_one_hot(logits, y, smoothing)
+
+
+def step_record(loss: Tensor, stats: Mapping[str, Tensor], objective: Tensor | None) -> dict[str, Tensor]:
+    """A measured step's metrics: the loss, the optimizer's norms, and as `train/grad_norm` the
+    objective's gradient norm where a weight decay is a gradient term (`train/loss_grad_norm`: the loss's)."""
+    out = {"train/loss": loss.detach(), **{f"train/{k}": v for k, v in stats.items()}}
+    out["train/loss_grad_norm"] = out["train/grad_norm"]
+    if objective is not None:
+        out["train/grad_norm"] = objective
+    return out
 
 
 def augment(x: Tensor, pad: int, offsets: Tensor, flip: Tensor) -> Tensor:
