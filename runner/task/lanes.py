@@ -64,6 +64,11 @@ class LaneModule(nn.Module):
         """Each bucket's parameters, for the optimizer of that bucket."""
         return [[s.parts[b] for s in self.stacks] for b in range(len(self.sizes))]
 
+    def lane_grads(self, i: int) -> list[Tensor]:
+        """Lane i's gradient rows, views into its bucket's `.grad` (a lane's own noise added in place)."""
+        b = next(b for b in range(len(self.sizes)) if i < sum(self.sizes[:b + 1]))
+        return [s.parts[b].grad[i - sum(self.sizes[:b])] for s in self.stacks]
+
     def lane(self, i: int) -> list[Tensor]:
         """Lane i's current values (detached), to write back into its single-run task."""
         return [s.value()[i].detach() for s in self.stacks]
