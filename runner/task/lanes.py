@@ -5,7 +5,10 @@ lanes of a group: numbers that change neither shapes nor control flow), `lane_re
 config cannot run as a lane, or None) and `lanes(tasks, sizes)`, which builds the batched task from
 the lanes' own single-run tasks (built and seeded one by one by the runner, so each lane starts
 where its single run starts). The batched task meets the protocol of runner/task/protocol.py,
-except that its metrics are tensors with one value per lane (or plain floats shared by all).
+except that its metrics are tensors with one value per lane (or plain floats shared by all), and
+that its optional measurements after training, `assess(ended)`, yield one list per record: each
+lane's record (None for the lanes in `ended`, which stopped), made and kept by the lane's own task
+(diffusion: the sampler at every step count, all lanes' samples in one batch).
 
 Its variables are `LaneModule`s: each variable of every lane stacked as rows, one parameter per
 *bucket* of lanes that share optimizer hyperparameters (one optimizer each, so a learning rate never

@@ -21,3 +21,21 @@ from tests.lanes.test_lanes import same_sweeps
 def test_stochastic_objective_lanes_equal_single_runs(capsys, tmp_path, args):
     out = same_sweeps(capsys, tmp_path, "task=objective", "task.steps=60", "log_every=5", "seed=0,1", *args)
     assert "jobs as one batched computation" in out and "one by one" not in out
+
+
+SMALL = ("task=diffusion", "task.samples=200", "task.ot_samples=100", "task.steps=[2,4,8]", "seed=0,1,2")
+
+
+@pytest.mark.parametrize("args", [
+    (),  # the ring, Euler on the flow, its dopri8 reference lane by lane
+    ("sampler=euler_maruyama",),  # Brownian paths: one per lane, the SRK reference on all lanes at once
+    ("sampler=ddpm", "task.process=ve", "task.grid=uniform"),
+    ("sampler=heun", "task.target=gaussian", "task.dim=3"),  # the exact flow map as the reference
+    ("sampler=dpmpp_2m", "task.mixture=grid", "task.components=4", "task.prior=standard"),
+    ("sampler=dopri5",),  # adaptive: lane by lane
+    ("sampler=rk4", "task.samples=200,300", "task.mmd_bandwidth=0.5,1"),  # lane-safe keys: 12 lanes
+], ids=["euler-ring", "euler-maruyama", "ddpm-ve", "heun-gaussian", "dpmpp-grid-standard", "dopri5", "lane-safe-keys"])
+def test_diffusion_lanes_equal_single_runs(capsys, tmp_path, args):
+    out = same_sweeps(capsys, tmp_path, *SMALL, *args)
+    assert "jobs as one batched computation" in out and "one by one" not in out
+    assert (tmp_path / "lanes" / "0" / "error_vs_nfe.png").exists()
