@@ -1,6 +1,7 @@
 """A lane group from start to end: each lane started as its single run starts (runner/lanes/lane.py),
 the task's batched computation built from the lanes' own tasks, one optimizer per bucket of lanes
-sharing hyperparameters, the batched loop, and each lane ended as its single run ends.
+sharing hyperparameters, the batched loop, the measurements after training (a task with `assess`),
+and each lane ended as its single run ends.
 
 A failure of the batched computation ends the group: its lanes are closed, their folders released,
 and their jobs handed back to run one by one (`None` in the returned codes), with a line saying so.
@@ -10,13 +11,14 @@ A stop signal ends every lane `interrupted` (lanes keep no checkpoint) and stops
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from typing import ContextManager
 
 from omegaconf import DictConfig
 
 from runner.lanes import lane as lanes
-from runner.lanes.loop import train
+from runner.lanes.loop import assess, train
 from runner.lanes.optim import LaneOptimizer
 from runner.resume import stops
 from runner.run import build
@@ -70,9 +72,11 @@ def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager]) -> l
     console.print(f"lanes: {len(order)} jobs as one batched computation", highlight=False)
     try:
         task, opts = _build([live[i] for i in order])
-        ends = train(task, opts, first.rt,
-                     [live[i].rec.emit for i in order], log_every=first.cfg.log_every,
+        emits, t0 = [live[i].rec.emit for i in order], time.perf_counter()
+        ends = train(task, opts, first.rt, emits, log_every=first.cfg.log_every,
                      eval_every=first.cfg.eval_every, after_step=lambda step: stop.check(f"at step {step}"))
+        if callable(getattr(task, "assess", None)):  # measurements after training (diffusion's sampling)
+            assess(task, emits, ends, t0, stop)
         task.unstack()  # each lane's final state back into its own task (its figures, its convergence)
     except KeyboardInterrupt as e:
         for i in order:

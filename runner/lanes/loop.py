@@ -1,7 +1,8 @@
 """The step loop of a lane group: runner.run.loop.train's schedule of steps, records and
 evaluations, with one record per live lane. A lane that diverges gets its own ending and is frozen
 (its optimizers put its rows back after every later step), the others go on; the loop ends when
-its budget is spent or no lane is left.
+its budget is spent or no lane is left. Then the batched task's measurements after training, when it
+has them (`assess`), one record per live lane as each comes.
 
 Every lane's record holds what its single run's holds at that step; `time/elapsed_s` and `time_s`
 are the group's clocks (the batched computation's time, shared by its lanes).
@@ -9,12 +10,15 @@ are the group's clocks (the batched computation's time, shared by its lanes).
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
 from runner.lanes.optim import LaneOptimizer
-from runner.run.loop import Clock, Emit
+from runner.resume.stops import StopSignals
+from runner.run.loop import ASSESSING, Clock, Emit
 from runner.task.device import Runtime
 
 
@@ -62,3 +66,24 @@ def train(task, opts: Mapping[str, LaneOptimizer], rt: Runtime, emits: Sequence[
         if after_step is not None:
             after_step(step)
     return [e or (total, None) for e in ends]
+
+
+def assess(task, emits: Sequence[Emit], ends: list[tuple[int, str | None]], start: float,
+           signals: StopSignals | None = None) -> None:
+    """The batched task's measurements after training (`task.assess(ended)`, runner/task/lanes.py),
+    as runner.run.loop.assess makes a single run's: each lane's record emitted to its lane as it
+    comes (`time_s` from `start`, the group's clock); a lane whose training or a record diverged is
+    in `ended` (its reason in `ends`, updated here), and the task yields None for it from then on."""
+    ended = {i for i, (_, reason) in enumerate(ends) if reason is not None}
+    records = iter(task.assess(ended))
+    while True:
+        with signals.interruptible(ASSESSING) if signals is not None else contextlib.nullcontext():
+            batch = next(records, None)
+        if batch is None:
+            return
+        for i, record in enumerate(batch):
+            if record is None or i in ended:
+                continue
+            if reason := emits[i]({**record, "time_s": time.perf_counter() - start}):
+                ends[i] = (ends[i][0], reason)
+                ended.add(i)

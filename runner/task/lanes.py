@@ -5,7 +5,10 @@ lanes of a group: numbers that change neither shapes nor control flow), `lane_re
 config cannot run as a lane, or None) and `lanes(tasks, sizes)`, which builds the batched task from
 the lanes' own single-run tasks (built and seeded one by one by the runner, so each lane starts
 where its single run starts). The batched task meets the protocol of runner/task/protocol.py,
-except that its metrics are tensors with one value per lane (or plain floats shared by all).
+except that its metrics are tensors with one value per lane (or plain floats shared by all), and
+that its optional measurements after training, `assess(ended)`, yield one list per record: each
+lane's record (None for the lanes in `ended`, which stopped), made and kept by the lane's own task
+(diffusion: the sampler at every step count, all lanes' samples in one batch).
 
 Its variables are `LaneModule`s: each variable of every lane stacked as rows, one parameter per
 *bucket* of lanes that share optimizer hyperparameters (one optimizer each, so a learning rate never
@@ -68,6 +71,11 @@ class LaneModule(nn.Module):
     def buckets(self) -> list[list[nn.Parameter]]:
         """Each bucket's parameters, for the optimizer of that bucket."""
         return [[s.parts[b] for s in self.stacks] for b in range(len(self.sizes))]
+
+    def lane_grads(self, i: int) -> list[Tensor]:
+        """Lane i's gradient rows, views into its bucket's `.grad` (a lane's own noise added in place)."""
+        b = next(b for b in range(len(self.sizes)) if i < sum(self.sizes[:b + 1]))
+        return [s.parts[b].grad[i - sum(self.sizes[:b])] for s in self.stacks]
 
     def lane(self, i: int) -> list[Tensor]:
         """Lane i's current values (detached), to write back into its single-run task."""

@@ -34,9 +34,10 @@ class Mixture:
         eye = torch.eye(self.dim, dtype=self.covs.dtype, device=self.covs.device)
         return Mixture(alpha * self.means, alpha ** 2 * self.covs + sigma ** 2 * eye, self.weights)
 
-    def sample(self, n: int) -> Tensor:
-        k = torch.multinomial(self.weights.cpu(), n, replacement=True).to(self.means.device)
-        z = torch.randn(n, self.dim, dtype=self.means.dtype).to(self.means.device)
+    def sample(self, n: int, gen: torch.Generator | None = None) -> Tensor:
+        """n points, drawn on the CPU from `gen` (None: torch's global generator)."""
+        k = torch.multinomial(self.weights.cpu(), n, replacement=True, generator=gen).to(self.means.device)
+        z = torch.randn(n, self.dim, dtype=self.means.dtype, generator=gen).to(self.means.device)
         return self.means[k] + (self.chol[k] @ z.unsqueeze(-1)).squeeze(-1)
 
     def _components(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -175,6 +176,11 @@ def w2_gaussian(x: Tensor, mean: Tensor, cov: Tensor) -> float:
 def _sqrtm(a: Tensor) -> Tensor:
     lam, q = torch.linalg.eigh(a)
     return (q * lam.clamp(min=0).sqrt()) @ q.T
+
+
+def rms_distance(x: Tensor, y: Tensor) -> float:
+    """The root mean square of the distances between the rows of x and y."""
+    return float(((x - y) ** 2).sum(1).mean().sqrt())
 
 
 def mmd(x: Tensor, y: Tensor, bandwidth: float) -> float:

@@ -7,6 +7,9 @@ noised process with a score (tasks.diffusion.closed_forms.Dynamics), `x` the ini
 t_max = t_0 > t_1 > ... > t_N = t_min, and `bm` one Brownian path on [-t_max, -t_min] (reverse
 time runs forward in u = -t) that the stochastic samplers draw their noise from, so that every
 step count sees the same noise (common random numbers) and a finer grid refines the same path.
+A sampler is `rowwise` when each sample's path depends on its own row of `x` (and of `bm`) only, so
+that the samples of many runs may be stacked into one call (lanes, tasks/diffusion/lanes.py): all
+but the adaptive ODE methods, whose step sizes the error of all rows together chooses.
 
 The forward process is x_t = alpha_t x_0 + sigma_t eps with drift f = d log(alpha)/dt and squared
 diffusion g^2 = d sigma^2/dt - 2 f sigma^2 (tasks.diffusion.task.Process). In those terms:
@@ -42,6 +45,7 @@ class ProbabilityFlow:
 
     def __init__(self, method: str = "euler", tol_power: float = 4.0):
         self.method, self.tol_power = method, tol_power
+        self.rowwise = method not in self.ADAPTIVE
 
     def __call__(self, dyn: Dynamics, x: Tensor, grid: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, int]:
         nfe = 0
@@ -72,7 +76,7 @@ class DDIM:
     """DDIM with eta = 0 (Song et al. 2021): the exact solution of the probability-flow ODE when the
     noise prediction eps = -sigma score is held constant over the step."""
 
-    stochastic = False
+    stochastic, rowwise = False, True
 
     def __call__(self, dyn: Dynamics, x: Tensor, grid: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, int]:
         for t, s in zip(grid[:-1], grid[1:]):
@@ -89,7 +93,7 @@ class Ancestral:
     increment over the step divided by its standard deviation, so as the grid refines the
     sampler follows the reverse SDE driven by the same path."""
 
-    stochastic = True
+    stochastic, rowwise = True, True
 
     def __call__(self, dyn: Dynamics, x: Tensor, grid: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, int]:
         for t, s in zip(grid[:-1], grid[1:]):
@@ -107,7 +111,7 @@ class ReverseSDE:
     """The reverse-time SDE, stepped by torchsde (`method`: euler = Euler-Maruyama) exactly on the
     grid, in the forward variable u = -t."""
 
-    stochastic = True
+    stochastic, rowwise = True, True
     METHODS = ("euler", "milstein", "srk")  # torchsde's methods for Ito SDEs with diagonal noise
 
     def __init__(self, method: str = "euler"):
@@ -151,7 +155,7 @@ class DPMSolverPP2M:
     the denoiser, second order by a linear multistep correction with the previous step's x_0
     (the first step is first order, which is DDIM)."""
 
-    stochastic = False
+    stochastic, rowwise = False, True
 
     def __call__(self, dyn: Dynamics, x: Tensor, grid: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, int]:
         x0_prev, h_prev = None, None

@@ -18,8 +18,9 @@ network learns the score by denoising score matching (`train/loss`) for `task.tr
 with the selected optimizer, and is then sampled the same way (errors then include the score's).
 
 After training, one sampling run per step count N of `task.steps` starts from the same initial
-noise and, for the stochastic samplers, the same Brownian path (common random numbers), and logs
-at step = training steps + N:
+noise and, for the stochastic samplers, the same Brownian path (common random numbers), all drawn
+from the run's own sampling generator (runner/task/rng.py; so lanes of a seed sweep, tasks/diffusion/
+lanes.py, draw what their single runs draw), and logs at step = training steps + N:
 - diff/err: RMS distance of each sample to where the exact dynamics (exact score, exact flow for a
   Gaussian, else a much finer solve) take the same noise. The primary metric; diff/err_floor is
   the error of that reference (its distance to a 2x coarser one, an overestimate).
@@ -49,21 +50,20 @@ import numpy as np
 import torch
 import torchsde
 from hydra.utils import get_object
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from runner.task.convergence import said
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet
-from tasks.diffusion.closed_forms import (Dynamics, Process, default_times, gaussian_cov, gaussian_flow, gaussian_mean,
-                                          make_target, mmd, time_grid, w2_gaussian)
+from runner.task.rng import stream
+from tasks.diffusion.checks import check_config
+from tasks.diffusion.closed_forms import (Dynamics, Process, default_times, gaussian_flow, make_target, mmd,
+                                          rms_distance, time_grid, w2_gaussian)
 from tasks.diffusion.orders import FLOOR_MARGIN, MIN_POINTS, ROUNDING, error_floor, local_orders, order_verdict
 from tasks.diffusion.samplers import ReverseSDE, adaptive
 from tasks.shared.transport import w2 as sample_w2
 
-TARGETS, MIXTURES, PROCESSES, SCHEDULES, GRIDS, PRIORS = (
-    ("gaussian", "gmm"), ("ring", "grid", "random"), ("vp", "ve"), ("linear", "cosine"),
-    ("uniform", "quadratic", "karras"), ("exact", "standard"))
 TIME_FEATURES = 9  # log-sigma and 4 sine/cosine pairs: the learned model's time input
 
 
@@ -84,6 +84,9 @@ def time_features(sigma: Tensor, n: int) -> Tensor:
 # ---- the task --------------------------------------------------------------------------------
 class DiffusionSampling:
     primary = "diff/err"
+    # task keys that may differ between lanes (README "Lanes"): each lane's own sample counts and
+    # measurements; the time grids (`steps`), the target and the process are the group's
+    lane_safe = ("samples", "ot_samples", "mmd_bandwidth", "ref_tol")
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], sampler: Callable[[], Callable],
                  target: str = "gmm", dim: int = 2, mixture: str = "ring", components: int = 8, scale: float = 3.0,
@@ -114,6 +117,7 @@ class DiffusionSampling:
         self.records: list[dict[str, float]] = []
         self.shown: dict[int, Tensor] = {}  # N -> samples for the picture
         self.fit: dict[str, float | str | None] | None = None  # the last convergence fit, for the picture
+        self.gen = stream("diffusion/sampling")  # assess()'s draws: initial noise, Brownian paths, target samples
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
@@ -123,8 +127,30 @@ class DiffusionSampling:
             problems.append(f"sampler.method={root.sampler.get('method')!r}: allowed: {', '.join(methods)}")
         return problems
 
+    @staticmethod
+    def lane_refusal(root: DictConfig) -> str | None:
+        """Why this config's jobs cannot run as lanes (tasks/diffusion/lanes.py), or None."""
+        if get_object(root.model._target_) is not ExactScore:
+            return (f"model={root.model._target_.rsplit('.', 1)[-1]}: a learned score is trained per run; "
+                    f"only model=exact runs as lanes")
+        if root.task.target == "gmm" and root.task.mixture == "random":
+            return "task.mixture=random: each seed draws its own target, so the lanes share no score"
+        return None
+
+    @staticmethod
+    def lanes(tasks: list[DiffusionSampling], sizes: Mapping[str, list[int]]):
+        from tasks.diffusion.lanes import DiffusionLanes
+
+        return DiffusionLanes(tasks, sizes)
+
     def models(self) -> Mapping[str, nn.Module]:
         return {"score": self.net} if self.learned else {}
+
+    def state_dict(self) -> dict:
+        return {"rng": self.gen.get_state()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.gen.set_state(state["rng"])
 
     # ---- scores -------------------------------------------------------------------------
     def exact_score(self, x: Tensor, t: Tensor) -> Tensor:
@@ -165,47 +191,73 @@ class DiffusionSampling:
     # ---- sampling at every step count, with common random numbers ----------------------------
     def assess(self) -> Iterator[dict[str, float]]:
         """One record per step count N: the sampler from the same noise (and Brownian path)."""
-        dev, n, p = self.rt.device, self.samples, self.process
-        alpha_max, sigma_max = p.alpha_sigma(torch.tensor(p.t_max, dtype=torch.float64))
-        if self.prior == "exact":  # then the exact dynamics end exactly on the target
-            x_T = self.target.noised(alpha_max, sigma_max).sample(n)
-        else:
-            x_T = sigma_max.item() * torch.randn(n, self.target.dim, dtype=torch.float64).to(dev)
-        bm = torchsde.BrownianInterval(t0=-p.t_max, t1=-p.t_min, size=(n, self.target.dim), dtype=torch.float64,
-                                       device=dev, entropy=int(torch.randint(2 ** 31, ())),
-                                       levy_area_approximation="space-time")
-        end = self.target.noised(*p.alpha_sigma(torch.tensor(p.t_min, dtype=torch.float64)))
-        fresh, other = end.sample(self.ot_samples), end.sample(self.ot_samples)
+        x_T, bm = self.draw()
         reference, ref_floor = self.reference(x_T, bm)
-        floors = {"diff/err_floor": ref_floor, "diff/w2_floor": sample_w2(other, fresh),
-                  "diff/mmd_floor": mmd(other, fresh, self.bandwidth)}
-        if len(end.means) == 1:
-            floors["diff/w2_gauss_floor"] = w2_gaussian(reference, end.means[0], end.covs[0])
+        floors = self.floors(reference, ref_floor)
         for n_steps in self.steps:
             t0 = time.perf_counter()
             x, nfe = self.sampler(self.dyn, x_T, self.grid(n_steps), bm)
             self.rt.sync()
-            record = {"step": self.total_steps + n_steps, "diff/steps": float(n_steps), "diff/nfe": float(nfe),
-                      "time/sample_s": time.perf_counter() - t0,
-                      "diff/err": float(((x - reference) ** 2).sum(1).mean().sqrt()),
-                      "diff/w2": sample_w2(x[:self.ot_samples], fresh),
-                      "diff/mmd": mmd(x[:self.ot_samples], fresh, self.bandwidth), **floors}
-            if len(end.means) == 1:
-                record["diff/w2_gauss"] = w2_gaussian(x, end.means[0], end.covs[0])
-            self.records.append(record)
-            self.shown[n_steps] = x[:2000, :2].cpu()
-            yield record
-        self.shown[0] = fresh[:, :2].cpu()
+            yield self.measure(n_steps, x, nfe, time.perf_counter() - t0, reference, floors)
+        self.shown[0] = self.fresh[:, :2].cpu()
+
+    def draw(self) -> tuple[Tensor, torchsde.BrownianInterval]:
+        """The sampling's random numbers, from the run's generator in this order: the initial noise
+        x_T, the Brownian path's entropy, two target samples (`fresh`, `other`: W2 and MMD, their floors)."""
+        dev, n, p, gen = self.rt.device, self.samples, self.process, self.gen
+        alpha_max, sigma_max = p.alpha_sigma(torch.tensor(p.t_max, dtype=torch.float64))
+        if self.prior == "exact":  # then the exact dynamics end exactly on the target
+            x_T = self.target.noised(alpha_max, sigma_max).sample(n, gen)
+        else:
+            x_T = sigma_max.item() * torch.randn(n, self.target.dim, dtype=torch.float64, generator=gen).to(dev)
+        bm = torchsde.BrownianInterval(t0=-p.t_max, t1=-p.t_min, size=(n, self.target.dim), dtype=torch.float64,
+                                       device=dev, entropy=int(torch.randint(2 ** 31, (), generator=gen)),
+                                       levy_area_approximation="space-time")
+        self.end = self.target.noised(*p.alpha_sigma(torch.tensor(p.t_min, dtype=torch.float64)))
+        self.fresh, self.other = self.end.sample(self.ot_samples, gen), self.end.sample(self.ot_samples, gen)
+        return x_T, bm
+
+    def floors(self, reference: Tensor, ref_floor: float) -> dict[str, float]:
+        """What no sampler's error can fall below here (`draw()` made `fresh` and `other`)."""
+        out = {"diff/err_floor": ref_floor, "diff/w2_floor": sample_w2(self.other, self.fresh),
+               "diff/mmd_floor": mmd(self.other, self.fresh, self.bandwidth)}
+        if len(self.end.means) == 1:
+            out["diff/w2_gauss_floor"] = w2_gaussian(reference, self.end.means[0], self.end.covs[0])
+        return out
+
+    def measure(self, n_steps: int, x: Tensor, nfe: int, seconds: float, reference: Tensor,
+                floors: Mapping[str, float]) -> dict[str, float]:
+        """The record of the samples `x` of N = `n_steps`, kept for the fit and the pictures."""
+        record = {"step": self.total_steps + n_steps, "diff/steps": float(n_steps), "diff/nfe": float(nfe),
+                  "time/sample_s": seconds, "diff/err": rms_distance(x, reference),
+                  "diff/w2": sample_w2(x[:self.ot_samples], self.fresh),
+                  "diff/mmd": mmd(x[:self.ot_samples], self.fresh, self.bandwidth), **floors}
+        if len(self.end.means) == 1:
+            record["diff/w2_gauss"] = w2_gaussian(x, self.end.means[0], self.end.covs[0])
+        self.records.append(record)
+        self.shown[n_steps] = x[:2000, :2].cpu()
+        return record
 
     def grid(self, n: int) -> Tensor:
         return time_grid(self.grid_kind, n, self.process.t_min, self.process.t_max, self.rho, device=self.rt.device)
 
     def reference(self, x_T: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, float]:
         """Where the exact dynamics take the same noise, and an overestimate of that point's own
-        error: the exact flow map for a Gaussian (error: rounding); otherwise the flow solved by
-        dopri8 at ref_tol, or the reverse SDE on the same path by stochastic Runge-Kutta (strong
-        order 1.5 here: the noise is additive) on a ref_factor-times finer grid, each compared
-        with a 100x looser tolerance or a 2x coarser grid."""
+        error (`references`: the finer of the two, and its RMS distance to the other)."""
+        fine, coarse = self.references(x_T, bm)
+        return fine, rms_distance(fine, coarse)
+
+    @property
+    def rowwise_reference(self) -> bool:
+        """Whether each sample's reference depends on its own row only (so samples may be batched):
+        not the adaptive solve, whose steps the error of all rows together chooses."""
+        return getattr(self.sampler, "stochastic", False) or len(self.target.means) == 1
+
+    def references(self, x_T: Tensor, bm: torchsde.BrownianInterval) -> tuple[Tensor, Tensor]:
+        """The exact flow map for a Gaussian (twice: its error is rounding); otherwise the flow solved
+        by dopri8 at ref_tol, or the reverse SDE on the same path by stochastic Runge-Kutta (strong
+        order 1.5 here: the noise is additive) on a ref_factor-times finer grid, each with a 100x
+        looser tolerance or a 2x coarser grid beside it."""
         p, grid = self.process, self.grid(self.ref_factor * max(self.steps))
         if getattr(self.sampler, "stochastic", False):
             fine, _ = ReverseSDE("srk")(self.exact, x_T, grid, bm)
@@ -219,7 +271,7 @@ class DiffusionSampling:
 
             fine = adaptive(velocity, x_T, grid[0], grid[-1], "dopri8", self.ref_tol)
             coarse = adaptive(velocity, x_T, grid[0], grid[-1], "dopri8", 100 * self.ref_tol)
-        return fine, float(((fine - coarse) ** 2).sum(1).mean().sqrt())
+        return fine, coarse
 
     def convergence(self, metric: str, tail: float = 1.0) -> dict[str, float | str | list | None]:
         """The verdict on `metric` against NFE (the runner's step fit is replaced whole): its error
@@ -298,61 +350,3 @@ class DiffusionSampling:
         fig.savefig(errors, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return {"diff/samples": samples, "diff/error_vs_nfe": errors}
-
-
-# ---- validation --------------------------------------------------------------------------------
-def check_config(cfg: DictConfig) -> list[str]:
-    """Every problem with the task's values, each naming key, value and what is allowed."""
-    problems = []
-    for key, allowed in (("target", TARGETS), ("mixture", MIXTURES), ("process", PROCESSES),
-                         ("schedule", SCHEDULES), ("grid", GRIDS), ("prior", PRIORS)):
-        if cfg[key] not in allowed:
-            problems.append(f"task.{key}={cfg[key]!r}: allowed: {', '.join(allowed)}")
-    steps = [cfg.steps] if isinstance(cfg.steps, int) else list(cfg.steps) if isinstance(cfg.steps, ListConfig) else None
-    if not steps or not all(isinstance(n, int) and n > 0 for n in steps):
-        problems.append(f"task.steps={cfg.steps}: a positive integer or a list of them, e.g. [4,8,16,32,64,128]")
-    elif any(b <= a for a, b in zip(steps, steps[1:])):
-        problems.append(f"task.steps={steps}: the step counts must be strictly increasing, e.g. [4,8,16,32,64,128]")
-    # each key's own type and range are its YAML rule's (runner/validation/rules.py), checked before this
-    if cfg.ot_samples > cfg.samples:
-        problems.append(f"task.ot_samples={cfg.ot_samples}: at most task.samples={cfg.samples}")
-    lo, hi = default_times(cfg.process, cfg.schedule) if cfg.process in PROCESSES else (None, None)
-    t_min, t_max = cfg.t_min or lo, cfg.t_max or hi
-    if t_min is not None and not 0 < t_min < t_max:
-        problems.append(f"task.t_min={t_min}, task.t_max={t_max}: need 0 < t_min < t_max")
-    elif cfg.process == "vp" and t_max > (1.0 if cfg.schedule == "linear" else 0.999):
-        problems.append(f"task.t_max={t_max}: the vp {cfg.schedule} schedule needs t_max <= "
-                        f"{1.0 if cfg.schedule == 'linear' else 0.999}")
-    if cfg.target == "gmm" and cfg.mixture in ("ring", "grid") and cfg.dim != 2:
-        problems.append(f"task.mixture={cfg.mixture} task.dim={cfg.dim}: ring and grid are 2-D; "
-                        f"use task.dim=2 or task.mixture=random")
-    if cfg.target == "gmm" and cfg.mixture == "grid" and math.isqrt(cfg.components) ** 2 != cfg.components:
-        problems.append(f"task.components={cfg.components}: a grid needs a square number (4, 9, 16, ...)")
-    if cfg.target == "gaussian":
-        problems += _check_gaussian(cfg)
-    return problems
-
-
-def _check_gaussian(cfg: DictConfig) -> list[str]:
-    from omegaconf import OmegaConf
-
-    mean = OmegaConf.to_container(cfg.mean) if isinstance(cfg.mean, ListConfig) else cfg.mean
-    cov = OmegaConf.to_container(cfg.cov) if isinstance(cfg.cov, ListConfig) else cfg.cov
-    problems = []
-    try:
-        gaussian_mean(mean, cfg.dim, dtype=torch.float64)
-    except (ValueError, RuntimeError, TypeError):
-        problems.append(f"task.mean={mean}: null, a number or a list of task.dim={cfg.dim} numbers")
-    try:
-        c = gaussian_cov(cov, cfg.dim, dtype=torch.float64)
-        if c.shape != (cfg.dim, cfg.dim):
-            raise ValueError
-    except (ValueError, RuntimeError, TypeError):
-        return [*problems, f"task.cov={cov}: null, a number, a list of {cfg.dim} variances or a "
-                           f"{cfg.dim}x{cfg.dim} matrix (task.dim={cfg.dim})"]
-    if not torch.allclose(c, c.T):
-        problems.append(f"task.cov={cov}: not symmetric")
-    elif torch.linalg.eigvalsh(c).min() <= 0:
-        problems.append(f"task.cov={cov}: not positive definite (smallest eigenvalue "
-                        f"{float(torch.linalg.eigvalsh(c).min()):.3g}); every eigenvalue must be > 0")
-    return problems

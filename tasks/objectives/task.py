@@ -8,7 +8,8 @@
 
 The problem (tasks/objectives/problems.py, `problem=NAME`) knows x* and f*; every step the
 optimizer sees the gradient of the step's loss (the whole objective, a minibatch of its rows with
-`task.batch_size`, plus N(0, noise^2 I) with `task.noise`), and the task measures, at the point the
+`task.batch_size`, plus N(0, noise^2 I) with `task.noise`; both drawn from the run's own generator,
+runner/task/rng.py, so a lane draws what its single run draws), and the task measures, at the point the
 step starts from (x_t), the deterministic objective exactly: obj/subopt = f(x_t) - f* (the
 primary), obj/dist (to the minimiser set), obj/grad_norm (the whole objective's gradient,
 regulariser included), beside train/loss (what the step saw). Online problems (Reddi) add
@@ -28,13 +29,14 @@ from runner.common.expr import ExprError
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet, total_norm
 from runner.task.protocol import ConfigError
+from runner.task.rng import randn, stream
 from tasks.objectives import theory as step_sizes
 from tasks.objectives.problems import Problem
 
 
 class ObjectiveMinimisation:
     primary = "obj/subopt"
-    lane_safe = ()  # task keys that may differ between lanes (README "Lanes"): none beyond optim/sched/seed
+    lane_safe = ("noise",)  # task keys that may differ between lanes (README "Lanes"), beyond optim/sched/seed
     computes_in = "fp64"  # whatever the runner's precision: summary.json's `precision` (its rounding floor) says so
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], problem: Callable[..., Problem],
@@ -54,6 +56,7 @@ class ObjectiveMinimisation:
         self.optim_values = {"model": chosen}  # the runner sets these keys of the optimizer's node
         self.constants = {**self.problem.constants, "f_star": self.problem.f_star, "theory": chosen}
         self.step_count, self.regret = 0, torch.zeros((), dtype=torch.float64, device=runtime.device)
+        self.gen = stream("objective")  # minibatch rows and gradient noise
 
     @staticmethod
     def check(root: DictConfig) -> list[str]:
@@ -76,8 +79,6 @@ class ObjectiveMinimisation:
     @staticmethod
     def lane_refusal(root: DictConfig) -> str | None:
         """Why this config's jobs cannot run as lanes (tasks/objectives/lanes.py), or None."""
-        if root.task.batch_size is not None or root.task.noise:
-            return "task.batch_size / task.noise: stochastic gradients draw from the global RNG, not per lane (yet)"
         if root.optim.get("create_graph"):
             return "second-order optimizers (create_graph) do not run as lanes"
         return None
@@ -92,15 +93,16 @@ class ObjectiveMinimisation:
         return {"model": self.iterate}
 
     def state_dict(self) -> dict:
-        return {"step_count": self.step_count, "regret": self.regret}
+        return {"step_count": self.step_count, "regret": self.regret, "rng": self.gen.get_state()}
 
     def load_state_dict(self, state: Mapping) -> None:
         self.step_count, self.regret = state["step_count"], state["regret"]
+        self.gen.set_state(state["rng"])
 
     def _rows(self) -> Tensor | None:
         if self.batch_size is None:
             return None
-        return torch.randint(self.problem.n_samples, (self.batch_size,), device=self.regret.device)
+        return torch.randint(self.problem.n_samples, (self.batch_size,), generator=self.gen).to(self.regret.device)
 
     def train_step(self, opt: Mapping[str, OptimizerSet], measure: bool) -> dict[str, Tensor | float]:
         o, p = opt["model"], self.problem
@@ -125,7 +127,7 @@ class ObjectiveMinimisation:
         if self.noise:
             with torch.no_grad():
                 for x in self.xs:
-                    x.grad.add_(torch.randn_like(x), alpha=self.noise)
+                    x.grad.add_(randn(self.gen, x.shape, x), alpha=self.noise)
         stats = o.step(measure)
         with torch.no_grad():
             p.project(self.xs)

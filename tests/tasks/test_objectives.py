@@ -265,6 +265,32 @@ def test_minibatches_and_noise_leave_the_measured_objective_exact(cache):
     assert float(r["train/grad_norm"]) != pytest.approx(float(r["obj/grad_norm"]), rel=1e-3)
 
 
+def test_stochastic_draws_come_from_the_runs_own_stream_which_a_checkpoint_carries(cache):
+    """Rows and noise from the task's generator (runner/task/rng.py), not the global one: draws from
+    the global generator between steps change nothing, and the stream's state in `state_dict()`
+    continues it (a resumed run draws what the uninterrupted one draws)."""
+    def losses(task, opts, k, meddle=False):
+        out = []
+        for _ in range(k):
+            if meddle:
+                torch.randn(100)
+            out.append(float(task.train_step(opts, measure=True)["train/loss"]))
+        return out
+
+    args = ("problem=least_squares", "task.batch_size=4", "task.noise=0.1", *cache)
+    task, opts, _ = objective(*args)
+    assert losses(task, opts, 3) + losses(task, opts, 3) == losses(*objective(*args)[:2], 6, meddle=True)
+    state, optim_state = task.state_dict(), opts["model"].state_dict()
+    params = [p.detach().clone() for p in task.xs]
+    ahead = losses(task, opts, 3)
+    task.load_state_dict(state)
+    opts["model"].load_state_dict(optim_state)
+    with torch.no_grad():
+        for p, v in zip(task.xs, params):
+            p.copy_(v)
+    assert losses(task, opts, 3) == ahead
+
+
 def test_reddi_adam_fails_amsgrad_converges():
     """Reddi et al. 2018 Theorem 1 at C = 3: beta1 = 0, beta2 = 1/(1 + C^2) = 0.1."""
     ends = {}
