@@ -5,6 +5,7 @@
     python -m runner.bench task=cifar model=fastnet --data random device=cuda
     python -m runner.bench task=gan --steps 5000             # a min-max game (simultaneous GDA)
     python -m runner.bench --lanes task=gan task.path_every=0 --jobs 100   # a sweep: lanes against basic
+    python -m runner.bench --lanes --sweep bilinear-nofig --sweep frozenlake --rounds 2   # issue 15's sweeps
 
 Both loops train the same model (same initial weights) on the same device-resident tensors
 with the same batch size and optimizer config; the runner path is `runner.run.loop.train` with the
@@ -17,10 +18,13 @@ Arguments are Hydra overrides of the runner's config, plus --steps, --rounds and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import functools
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -87,45 +91,120 @@ def bare_gda(task, make_opt, steps: int, rt: Runtime) -> float:
     return time.perf_counter() - t0
 
 
-def lanes_vs_basic(overrides: list[str], jobs: int) -> None:
+# The sweeps issue 15 measures lanes on: N seeds of each, through both launchers.
+LANE_SWEEPS = {
+    "bilinear": ["task=gan"],  # the bilinear game, simultaneous GDA, 2,000 steps, its phase-plane picture
+    "bilinear-nofig": ["task=gan", "task.path_every=0"],  # the same without the picture
+    "frozenlake": ["task=gridworld"],  # exact PG on FrozenLake 4x4, 1,000 steps, its policy.png
+}
+LAUNCHER = "hydra_plugins.runner_lanes.lanes_launcher"
+# Where a sweep's time goes: (module, attribute) timed in both launchers (each name where it is called).
+PHASES = {
+    "composing": [("hydra._internal.config_loader_impl", "ConfigLoaderImpl.load_sweep_config"),
+                  (LAUNCHER, "Composer._derived")],
+    ".hydra/ files": [("hydra.core.utils", "_save_config"), (LAUNCHER, "_save_config")],
+    "steps": [("runner.run.job", "train"), ("runner.lanes.group_run", "train")],
+    "convergence fit": [("runner.run.outcome", "fit_tail")],
+    "summary.json": [("runner.run.outcome", "_write_summary")],
+}
+
+
+@contextlib.contextmanager
+def timed(phases: dict[str, list[tuple[str, str]]]) -> Iterator[dict[str, float]]:
+    """Seconds spent in each phase's functions while the block runs (wrapped, then put back)."""
+    import importlib
+
+    spent = dict.fromkeys(phases, 0.0)
+    undo = []
+
+    def wrap(owner, attr: str, phase: str) -> None:
+        original = getattr(owner, attr)
+
+        @functools.wraps(original)
+        def timed_call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[phase] += time.perf_counter() - t0
+
+        setattr(owner, attr, timed_call)
+        undo.append((owner, attr, original))
+
+    for phase, places in phases.items():
+        for module, path in places:
+            owner, *rest = [importlib.import_module(module), *path.split(".")]
+            for name in rest[:-1]:
+                owner = getattr(owner, name)
+            wrap(owner, rest[-1], phase)
+    try:
+        yield spent
+    finally:
+        for owner, attr, original in reversed(undo):
+            setattr(owner, attr, original)
+
+
+def lanes_vs_basic(overrides: list[str], jobs: int, rounds: int = 1) -> dict[str, float]:
     """The same sweep of `jobs` seeds through the basic launcher and through lanes, in this process
-    (torch imported once, before both), each into a fresh folder: wall time, jobs/s and the ratio."""
+    (torch imported once, before both; a 2-job sweep through each first, so neither pays the
+    imports), each into a fresh folder, `rounds` times in turn: wall time, jobs/s, the ratio of the
+    medians, and where each launcher's time went."""
     import sys
 
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import get_object
 
     import runner.__main__ as cli
 
-    times = {}
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        task_class = get_object(compose("config", overrides=overrides).task._target_)
+    phases = {**PHASES, "figures": [(task_class.__module__, f"{task_class.__name__}.figures")]}
+    times: dict[str, list[float]] = {"basic": [], "lanes": []}
+    where: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for launcher in ("basic", "lanes"):
-            GlobalHydra.instance().clear()
-            argv = ["runner", "-m", *overrides, f"seed=range({jobs})", "logger=none", f"hydra.sweep.dir={tmp}/{launcher}"]
-            sys.argv = [*argv, *(["hydra/launcher=lanes"] if launcher == "lanes" else [])]
-            t0 = time.perf_counter()
-            try:
-                cli.main()
-            except SystemExit:
-                pass
-            times[launcher] = time.perf_counter() - t0
-    print(f"lanes benchmark [{' '.join(overrides)}], {jobs} jobs:")
-    for launcher, t in times.items():
-        print(f"  {launcher:5s}: {t:8.2f} s  {jobs / t:8.2f} jobs/s")
-    print(f"  ratio lanes/basic throughput: {times['basic'] / times['lanes']:.2f}")
+        for r in range(rounds + 1):  # round 0: 2 jobs each, warming up
+            for launcher in times:
+                n = jobs if r else 2
+                GlobalHydra.instance().clear()
+                sys.argv = ["runner", "-m", *overrides, f"seed=range({n})", "logger=none",
+                            f"hydra.sweep.dir={tmp}/{launcher}{r}",
+                            *(["hydra/launcher=lanes"] if launcher == "lanes" else [])]
+                with timed(phases) as spent, contextlib.suppress(SystemExit):
+                    t0 = time.perf_counter()
+                    cli.main()
+                if r:
+                    times[launcher].append(time.perf_counter() - t0)
+                    where.setdefault(launcher, []).append(spent)
+    med = {launcher: statistics.median(t) for launcher, t in times.items()}
+    where = {launcher: {k: statistics.median(s[k] for s in spent) for k in phases} for launcher, spent in where.items()}
+    print(f"lanes benchmark [{' '.join(overrides)}], {jobs} jobs, {rounds} round(s), launchers in turn:")
+    for launcher, t in med.items():
+        rest = t - sum(where[launcher].values())
+        parts = ", ".join(f"{k} {v / jobs * 1e3:.1f}" for k, v in [*where[launcher].items(), ("the rest", rest)])
+        print(f"  {launcher:5s}: {t:8.2f} s  {jobs / t:8.2f} jobs/s  (each round: "
+              f"{', '.join(f'{x:.2f}' for x in times[launcher])} s)")
+        print(f"         ms per job: {parts}")
+    print(f"  ratio lanes/basic throughput: {med['basic'] / med['lanes']:.2f}")
+    return med
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. task=mnist model=cnn")
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=None, help="default 5; with --lanes 1")
     ap.add_argument("--data", choices=["real", "random"], default="real",
                     help="random: tensors of the dataset's shape (no download); timing only")
     ap.add_argument("--lanes", action="store_true", help="a sweep of --jobs seeds: lanes against the basic launcher")
+    ap.add_argument("--sweep", choices=sorted(LANE_SWEEPS), action="append",
+                    help="with --lanes: one of issue 15's sweeps (repeatable), its overrides before the others")
     ap.add_argument("--jobs", type=int, default=100)
     args = ap.parse_args()
     if args.lanes:
-        return lanes_vs_basic(args.overrides, args.jobs)
+        for name in args.sweep or [None]:
+            lanes_vs_basic([*LANE_SWEEPS.get(name, []), *args.overrides], args.jobs, args.rounds or 1)
+        return None
+    args.rounds = args.rounds or 5
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["logger=none", *args.overrides])
     game = cfg.task._target_.endswith("GameGDA")

@@ -37,9 +37,9 @@ def _runs(keys: Sequence[str]) -> list[int]:
     return sizes
 
 
-def _build(started: Sequence[lanes.Lane]) -> tuple[object, dict[str, LaneOptimizer]]:
-    """The batched task and its optimizers, lanes in the order given (bucket by bucket)."""
-    factories = [build.lane_factories(ln.cfg, ln.task) for ln in started]
+def _build(started: Sequence[lanes.Lane], factories: Sequence[dict]) -> tuple[object, dict[str, LaneOptimizer]]:
+    """The batched task and its optimizers, lanes in the order given (bucket by bucket), each lane's
+    `factories` (build.lane_factories) in the same order."""
     roles = list(factories[0])
     sizes = {r: _runs([f[r][0] for f in factories]) for r in roles}
     task = type(started[0].task).lanes([ln.task for ln in started], sizes)
@@ -66,12 +66,12 @@ def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager]) -> l
             codes[i] = got
     if not live:
         return codes
-    keys = {i: [k for k, _f, _s in build.lane_factories(ln.cfg, ln.task).values()] for i, ln in live.items()}
-    order = sorted(live, key=lambda i: keys[i])  # stable: equal hyperparameters side by side
+    factories = {i: build.lane_factories(ln.cfg, ln.task) for i, ln in live.items()}
+    order = sorted(live, key=lambda i: [k for k, _f, _s in factories[i].values()])  # stable: equal hyperparameters side by side
     first = live[order[0]]
     console.print(f"lanes: {len(order)} jobs as one batched computation", highlight=False)
     try:
-        task, opts = _build([live[i] for i in order])
+        task, opts = _build([live[i] for i in order], [factories[i] for i in order])
         emits, t0 = [live[i].rec.emit for i in order], time.perf_counter()
         ends = train(task, opts, first.rt, emits, log_every=first.cfg.log_every,
                      eval_every=first.cfg.eval_every, after_step=lambda step: stop.check(f"at step {step}"))

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict, read_write
 
 from runner.common.schema import FINISHED, SKIPPED
 from runner.resume import aside
@@ -51,11 +51,14 @@ def config_digest(resolved: Mapping[str, Any]) -> str:
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The config as plain values. Until the task is built `total_steps` is unknown: it and the
     values read from it (a schedule's length) are null then."""
-    if OmegaConf.is_missing(cfg, "total_steps"):
-        cfg = cfg.copy()
-        with open_dict(cfg):
-            cfg.total_steps = None
-    return OmegaConf.to_container(cfg, resolve=True)
+    if not OmegaConf.is_missing(cfg, "total_steps"):
+        return OmegaConf.to_container(cfg, resolve=True)
+    with read_write(cfg), open_dict(cfg):  # null for the time of the conversion: a copy costs twice the conversion
+        cfg.total_steps = None
+        try:
+            return OmegaConf.to_container(cfg, resolve=True)
+        finally:
+            cfg.total_steps = MISSING
 
 
 def valid_digest(value: Any) -> bool:
