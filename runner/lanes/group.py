@@ -61,9 +61,8 @@ def refusal(root: Any, resolved: Mapping[str, Any]) -> str | None:
             return (f"{key}._target_={node['_target_']}: only elementwise optimizers run as lanes "
                     f"({', '.join(t.rsplit('.', 1)[-1] for t in ELEMENTWISE)}); one that couples the elements "
                     f"of a tensor would couple the lanes stacked in it")
-    for key, off in (("checkpoint_every", 0), ("compile", False)):
-        if resolved[key] != off:
-            return f"{key}={resolved[key]}: lanes do not checkpoint or compile (yet)"
+    if resolved["compile"]:
+        return f"compile={resolved['compile']}: lanes do not compile (yet)"
     if resolved["metrics"]["sharpness_every"]:
         return "metrics.sharpness_every: sharpness is not measured per lane (yet)"
     return cls.lane_refusal(root)

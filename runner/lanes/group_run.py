@@ -3,9 +3,17 @@ the task's batched computation built from the lanes' own tasks, one optimizer pe
 sharing hyperparameters, the batched loop, the measurements after training (a task with `assess`),
 and each lane ended as its single run ends.
 
-A failure of the batched computation ends the group: its lanes are closed, their folders released,
-and their jobs handed back to run one by one (`None` in the returned codes), with a line saying so.
-A stop signal ends every lane `interrupted` (lanes keep no checkpoint) and stops the sweep.
+Checkpoints are the single run's (runner/lanes/checkpoints.py): every `checkpoint_every` steps and
+when a stop signal arrives, each lane still training saves its own in its folder. A rerun resumes
+every lane from its checkpoint; lanes that stand at the same step run as one batched computation
+(all of them, unless a kill came between two lanes' saves: then one computation per step found).
+A stop signal ends the lanes that diverged as their runs end, the others `interrupted` with their
+checkpoint saved, then stops the sweep (under submitit, SIGUSR2 requeues the job: its handler is
+called once every lane is wrapped up).
+
+A failure of the batched computation ends its lanes: they are closed, their folders released,
+and their jobs handed back to run one by one (`None` in the returned codes), with a line saying so;
+each resumes from its checkpoint, if it has one, as its single run.
 """
 
 from __future__ import annotations
@@ -17,10 +25,11 @@ from typing import ContextManager
 
 from omegaconf import DictConfig
 
+from runner.lanes import checkpoints
 from runner.lanes import lane as lanes
 from runner.lanes.loop import assess, train
 from runner.lanes.optim import LaneOptimizer
-from runner.resume import stops
+from runner.resume import checkpoint, stops
 from runner.run import build
 from runner.run.metrics import give_back
 from runner.run.outcome import console
@@ -64,40 +73,78 @@ def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager]) -> l
             live[i] = got
         else:
             codes[i] = got
-    if not live:
-        return codes
     factories = {i: build.lane_factories(ln.cfg, ln.task) for i, ln in live.items()}
-    order = sorted(live, key=lambda i: [k for k, _f, _s in factories[i].values()])  # stable: equal hyperparameters side by side
-    first = live[order[0]]
-    console.print(f"lanes: {len(order)} jobs as one batched computation", highlight=False)
+    keys = {i: [k for k, _f, _s in factories[i].values()] for i in live}
+    parts: dict[int, list[int]] = {}  # by the step the lanes resume after; equal hyperparameters side by side
+    for i in sorted(live, key=lambda i: (live[i].start_step, keys[i])):
+        parts.setdefault(live[i].start_step, []).append(i)
+    waiting = set(live)
     try:
-        task, opts = _build([live[i] for i in order], [factories[i] for i in order])
-        emits, t0 = [live[i].rec.emit for i in order], time.perf_counter()
-        ends = train(task, opts, first.rt, emits, log_every=first.cfg.log_every,
-                     eval_every=first.cfg.eval_every, after_step=lambda step: stop.check(f"at step {step}"))
+        for order in parts.values():
+            waiting -= set(order)
+            _part(order, live, [factories[i] for i in order], codes, enter, stop)
+    except KeyboardInterrupt as e:
+        for i in sorted(waiting):  # not trained in this attempt: their checkpoints (if any) stay as they were
+            e_i = stops.Stopped(e.signum, stage="before its lanes ran") if isinstance(e, stops.Stopped) else e
+            with enter(i):
+                codes[i] = lanes.interrupted(live[i], e_i, live[i].start_step or None)
+        stop.pass_on(getattr(e, "signum", 2))  # under submitit on SIGUSR2: requeue this job
+        raise
+    return codes
+
+
+def _part(order: list[int], live: dict[int, lanes.Lane], factories: list[dict], codes: list[int | None],
+          enter: Callable[[int], ContextManager], stop: stops.StopSignals) -> None:
+    """The lanes `order`, all at one step, as one batched computation, each ended (its code set);
+    `factories`: their optimizer factories (build.lane_factories), in the same order."""
+    part = [live[i] for i in order]
+    first, start = part[0], part[0].start_step
+    resumed = f", resumed at step {start}" if start else ""
+    console.print(f"lanes: {len(order)} jobs as one batched computation{resumed}", highlight=False)
+    ends: list[tuple[int, str] | None] = [None] * len(part)
+    task = None
+    try:
+        task, opts = _build(part, factories)
+        if start:
+            checkpoints.restore(part, opts)
+        training = lambda: [k for k, end in enumerate(ends) if end is None]  # noqa: E731
+
+        def after_step(step: int) -> None:
+            checkpoint.at_step(step, first.cfg.checkpoint_every, task.total_steps, stop,
+                               lambda: checkpoints.save(part, task, opts, step, training()))
+
+        emits, t0 = [ln.rec.emit for ln in part], time.perf_counter()
+        got = train(task, opts, first.rt, emits, log_every=first.cfg.log_every,
+                    eval_every=first.cfg.eval_every, start=start, clocks=first.clocks, after_step=after_step,
+                    ends=ends)
+        if first.cfg.checkpoint_every and task.total_steps > start:  # a stop while the lanes end resumes here
+            checkpoints.save(part, task, opts, task.total_steps, training())
         if callable(getattr(task, "assess", None)):  # measurements after training (diffusion's sampling)
-            assess(task, emits, ends, t0, stop)
+            assess(task, emits, got, t0, stop)
         task.unstack()  # each lane's final state back into its own task (its figures, its convergence)
     except KeyboardInterrupt as e:
-        for i in order:
+        if task is not None and any(ends):
+            with contextlib.suppress(Exception):
+                task.unstack()  # the diverged lanes' figures
+        for k, i in enumerate(order):
             with enter(i):
-                codes[i] = lanes.interrupted(live[i], e)
+                codes[i] = lanes.end(part[k], 0, *ends[k]) if ends[k] and task is not None else \
+                    lanes.interrupted(part[k], e)
         raise
     except Exception as e:  # noqa: BLE001 - the group's failure: its jobs run one by one instead
         console.print(f"[red]lanes: the batched computation failed[/] ({type(e).__name__}: {e}); "
                       f"its {len(order)} jobs run one by one", highlight=False, soft_wrap=True)
-        for i in order:
+        for k, i in enumerate(order):
             with enter(i), contextlib.suppress(Exception):
-                _abandon(live[i])
-        return codes
-    for i, (steps, reason) in zip(order, ends):
+                _abandon(part[k])
+        return
+    for k, (i, (steps, reason)) in enumerate(zip(order, got)):
         with enter(i):
-            codes[i] = lanes.end(live[i], 0, steps, reason)
-    return codes
+            codes[i] = lanes.end(part[k], 0, steps, reason)
 
 
 def _abandon(lane: lanes.Lane) -> None:
-    """Close a lane without a summary: its job runs again on its own, from step 0."""
+    """Close a lane without a summary: its job runs again on its own (from its checkpoint, if any)."""
     lane.rec.close()
     lane.tracker.finish(1, "failed")
     give_back(lane.space)

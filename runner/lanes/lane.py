@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from runner.resume import aside, checkpoint, lock
+from runner.resume import aside, checkpoint, lock, rng
 from runner.run import build, disk, identity, outcome, provenance
 from runner.run.job import describe, seed_everything, set_aside_finished_summary
 from runner.run.metrics import reserve
@@ -51,12 +51,15 @@ class Lane:
     space: Path | None = None
     task: Any = None
     rt: Runtime | None = None
+    state: dict[str, Any] | None = None  # the checkpoint it resumes from (runner/lanes/checkpoints.py)
+    start_step: int = 0
+    rngs: dict[str, Any] | None = None  # the global RNGs as its single run holds them while training
+    clocks: tuple[float, float] = (0.0, 0.0)  # training and wall time of its records before a resume
 
 
 def start(cfg: DictConfig) -> Lane | int | None:
-    """A lane ready for its first step; or the job's exit code when it ended here (skipped, its
-    folder busy, its start failed); or None when it must run as a single job (a checkpoint of an
-    earlier attempt to resume from, which lanes do not restore)."""
+    """A lane ready for its first step (or, resumed from its checkpoint, the step after it); or the
+    job's exit code when it ended here (skipped, its folder busy, its start failed)."""
     hc = HydraConfig.get()
     run_dir, sweep_dir = Path(hc.runtime.output_dir), Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     try:
@@ -78,8 +81,7 @@ def start(cfg: DictConfig) -> Lane | int | None:
             console.print(f"skipped: this config already finished in {done} (rerun=true runs it again)",
                           highlight=False)
             return release(lane, 0)
-        if not cfg.rerun and (run_dir / checkpoint.CHECKPOINT).exists():
-            return release(lane, None)
+        state = lane.state = None if cfg.rerun else checkpoint.load(run_dir, digest)
         set_aside_finished_summary(run_dir)
         lane.space = reserve(run_dir)
         validate(cfg, hc.runtime.choices)
@@ -90,10 +92,16 @@ def start(cfg: DictConfig) -> Lane | int | None:
         s["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))
         s["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, s["threads"])
         name, tags, group = describe(hc)
-        lane.tracker = build.tracker(cfg, {**resolved, "provenance": s["provenance"]}, run_dir, name, tags, group)
+        lane.tracker = build.tracker(cfg, {**resolved, "provenance": s["provenance"]}, run_dir, name, tags, group,
+                                     run_id=state and state["wandb_id"])
         s["wandb_id"] = lane.tracker.id
         seed_everything(cfg.seed)
         lane.task = build.task(cfg, rt)
+        if state is not None:  # its models and task state; the optimizers' when the group is built
+            checkpoint.restore(state, lane.task, {})
+            lane.start_step = s["resumed_from"] = state["step"]
+            console.print(f"resuming from the checkpoint at step {lane.start_step}", highlight=False)
+        lane.rngs = rng.state()
         s["precision"] = getattr(lane.task, "computes_in", s["precision"])
         if getattr(lane.task, "constants", None):
             s["constants"] = dict(lane.task.constants)
@@ -103,8 +111,10 @@ def start(cfg: DictConfig) -> Lane | int | None:
             cfg.total_steps = lane.task.total_steps
         lane.tracker.update_config(identity.resolved_config(cfg))
         lane.rec = Recorder(cfg, run_dir, cfg.metrics.primary or lane.task.primary, lane.task.total_steps,
-                            lane.tracker, name)
+                            lane.tracker, name, resume_step=lane.start_step if state else None)
         lane.rec.reporter = Quiet()
+        lane.clocks = lane.rec.clocks()
+        lane.t0 -= lane.clocks[1]
         return lane
     except ConfigError as e:
         lane.summary.update(error=str(e), problems=e.problems)
@@ -143,8 +153,9 @@ def end(lane: Lane, exit_code: int, steps: int | None = None, reason: str | None
     return release(lane, code)
 
 
-def interrupted(lane: Lane, e: KeyboardInterrupt) -> int:
-    lane.summary.update(status="interrupted", error=outcome.stop_error(e, lane.run_dir, None))
+def interrupted(lane: Lane, e: KeyboardInterrupt, step: int | None = None) -> int:
+    """End a lane stopped by `e`; `step`: where its kept checkpoint stands (a lane that had not trained)."""
+    lane.summary.update(status="interrupted", error=outcome.stop_error(e, lane.run_dir, step))
     return end(lane, getattr(e, "exit_code", 130))
 
 

@@ -29,13 +29,18 @@ def host(values: Mapping[str, torch.Tensor | float]) -> dict[str, list[float] | 
 
 
 def train(task, opts: Mapping[str, LaneOptimizer], rt: Runtime, emits: Sequence[Emit], *, log_every: int,
-          eval_every: int, after_step: Callable[[int], None] | None = None) -> list[tuple[int, str | None]]:
-    """Run the group's budget; returns each lane's (last step, divergence reason or None)."""
-    clock = Clock(rt)
-    total, ends = task.total_steps, [None] * len(emits)
+          eval_every: int, start: int = 0, clocks: tuple[float, float] = (0.0, 0.0),
+          after_step: Callable[[int], None] | None = None,
+          ends: list[tuple[int, str] | None] | None = None) -> list[tuple[int, str | None]]:
+    """Run the group's budget from step `start` + 1 (lanes resumed there: `clocks` are their training
+    and wall time so far); returns each lane's (last step, divergence reason or None). `ends`, when
+    given, is filled as lanes diverge (what `after_step` reads to know which lanes go on)."""
+    clock = Clock(rt, *clocks)
+    total = task.total_steps
+    ends = ends if ends is not None else [None] * len(emits)
     live = list(range(len(emits)))
-    last_step, last_time = 0, 0.0
-    for step in range(1, total + 1):
+    last_step, last_time = start, clocks[0]
+    for step in range(start + 1, total + 1):
         measure = step % log_every == 0 or step == total
         out = task.train_step(opts, measure)
         evaluate = step % eval_every == 0 or step == total

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +30,11 @@ class CheckpointError(RuntimeError):
     """A checkpoint that passed `load` but does not fit what this config builds."""
 
 
-def save(run_dir: Path, digest: str, step: int, task: Any, opts: Mapping[str, Any], tracker_id: str | None) -> None:
-    """Write the checkpoint atomically (a crash while saving leaves the previous one intact)."""
-    state = {"config_digest": digest, "step": step, "wandb_id": tracker_id, "rng": rng.state(),
+def save(run_dir: Path, digest: str, step: int, task: Any, opts: Mapping[str, Any], tracker_id: str | None,
+         rngs: Mapping[str, Any] | None = None) -> None:
+    """Write the checkpoint atomically (a crash while saving leaves the previous one intact). `rngs`:
+    the generators' states to keep (default: the process's now; a lane keeps its own run's)."""
+    state = {"config_digest": digest, "step": step, "wandb_id": tracker_id, "rng": rngs or rng.state(),
              "models": {role: m.state_dict() for role, m in task.models().items()},
              "optimizers": {role: o.state_dict() for role, o in opts.items()},
              "task": task.state_dict() if callable(getattr(task, "state_dict", None)) else None}
@@ -120,9 +122,15 @@ class Checkpointer:
         self.task, self.opts, self.tracker_id = task, opts, tracker_id
 
     def __call__(self, step: int) -> None:
-        received = self.signals.received
-        periodic = self.every and step % self.every == 0 and step < self.task.total_steps
-        if received is not None or periodic:
-            save(self.run_dir, self.digest, step, self.task, self.opts, self.tracker_id)
-        if received is not None:
-            raise Stopped(received, step)
+        at_step(step, self.every, self.task.total_steps, self.signals,
+                lambda: save(self.run_dir, self.digest, step, self.task, self.opts, self.tracker_id))
+
+
+def at_step(step: int, every: int, total: int, signals: StopSignals, save_now: Callable[[], None]) -> None:
+    """At the end of `step`: `save_now()` every `every` steps (0: never) before the last, and when a
+    stop signal arrived; then, after a signal, raise Stopped."""
+    received = signals.received
+    if received is not None or (every and step % every == 0 and step < total):
+        save_now()
+    if received is not None:
+        raise Stopped(received, step)

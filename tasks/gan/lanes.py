@@ -37,16 +37,35 @@ class GameLanes:
                 self.game.__dict__[key] = torch.as_tensor([getattr(t.game, key) for t in tasks], dtype=torch.float64) \
                     if key == "gamma" else torch.stack([getattr(t.game, key) for t in tasks])
         self.eq = torch.stack([t.eq for t in tasks]) if first.eq is not None else None
-        self.grad_evals, self.step_count, self.last_jacobian = 0, 0, -first.jacobian_every
-        self._previous: list[Tensor] | None = None
-        self.path_every = first.path_every
+        # counters, the optimistic scheme's last field and the path: each task's own (equal counters:
+        # lanes start together, from step 0 or from checkpoints of one step)
+        self.grad_evals, self.step_count, self.last_jacobian = first.grad_evals, first.step_count, first.last_jacobian
+        self._previous: list[Tensor] | None = None if first._previous is None else self._stacked(
+            [t._previous for t in tasks], sizes)
+        self.path_every, self.path_len = first.path_every, first.path_len
         self.path = torch.empty(first.path.shape[0], len(tasks), first.n_params, dtype=torch.float64)
-        self.path_len = 0
-        if self.path_every:
-            self._record_point()
+        self.path[:self.path_len] = torch.stack([t.path[:self.path_len] for t in tasks], 1)
 
     def models(self) -> Mapping[str, LaneModule]:
         return self.players
+
+    def _stacked(self, per_lane: Sequence[Sequence[Tensor]], sizes: Mapping[str, Sequence[int]]) -> list[Tensor]:
+        """Per-lane tensors laid out as a task's `params` into tensors laid out as `params()`."""
+        out, k = [], 0
+        for r in ROLES:
+            for _ in self.players[r].stacks:
+                out += list(torch.stack([lane[k] for lane in per_lane]).split(list(sizes[r])))
+                k += 1
+        return out
+
+    def _lane_of(self, per_param: Sequence[Tensor], i: int) -> list[Tensor]:
+        """Lane i's tensors, laid out as its task's `params`, from tensors laid out as `params()`."""
+        out, k = [], 0
+        for r in ROLES:
+            n = len(list(self.players[r].parameters()))
+            out += [t[i].detach().clone() for t in self.players[r].joined(per_param[k:k + n])]
+            k += n
+        return out
 
     def params(self) -> list[Tensor]:
         return [p for r in ROLES for p in self.players[r].parameters()]
@@ -151,7 +170,8 @@ class GameLanes:
         return {}
 
     def unstack(self) -> None:
-        """Each lane's final point, counters and phase-plane path back into its own task."""
+        """Each lane's point, counters, last field (optimistic) and phase-plane path back into its own
+        task: at the end (its figures) and for a checkpoint (runner/lanes/checkpoints.py)."""
         with torch.no_grad():
             for i, t in enumerate(self.tasks):
                 for x, v in zip(t.params, [v for r in ROLES for v in self.players[r].lane(i)]):
@@ -159,3 +179,4 @@ class GameLanes:
                 t.grad_evals, t.step_count, t.last_jacobian = self.grad_evals, self.step_count, self.last_jacobian
                 t.path_len, t.path_every = self.path_len, self.path_every
                 t.path[:self.path_len] = self.path[:self.path_len, i]
+                t._previous = None if self._previous is None else self._lane_of(self._previous, i)

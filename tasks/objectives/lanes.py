@@ -28,8 +28,8 @@ class ObjectiveLanes:
     def __init__(self, tasks: Sequence[Any], sizes: Mapping[str, Sequence[int]]):
         self.tasks, self.problem = tasks, tasks[0].problem
         self.iterate = LaneModule([t.xs for t in tasks], sizes["model"])
-        self.total_steps, self.step_count = tasks[0].total_steps, 0
-        self.regret = torch.zeros(len(tasks), dtype=torch.float64, device=self.problem.device)
+        self.total_steps, self.step_count = tasks[0].total_steps, tasks[0].step_count  # 0, or a checkpoint's
+        self.regret = torch.stack([t.regret for t in tasks])
         self.exact = tasks[0].batch_size is None and not self.problem.online  # as task.py's `exact`
 
     def models(self) -> Mapping[str, LaneModule]:
@@ -85,8 +85,9 @@ class ObjectiveLanes:
         return {}
 
     def unstack(self) -> None:
-        """Each lane's final iterate into its own task."""
+        """Each lane's iterate, step count and regret into its own task (at the end, and for a checkpoint)."""
         with torch.no_grad():
             for i, t in enumerate(self.tasks):
                 for x, v in zip(t.xs, self.iterate.lane(i)):
                     x.copy_(v)
+                t.step_count, t.regret = self.step_count, self.regret[i].clone()

@@ -1,7 +1,8 @@
 """Lanes (README "Lanes", runner/lanes/): the same sweep through the basic launcher and through
 `hydra/launcher=lanes` gives the same records and summaries (float64 tasks: to 1e-12 relative),
 for task=objective and the bilinear and Dirac games; refused configs run one by one and say so; a
-diverged lane ends alone; a lanes sweep rerun into its folder skips what finished."""
+diverged lane ends alone; a lanes sweep rerun into its folder skips what finished. Checkpoints and
+resume: test_lanes_resume.py."""
 
 from __future__ import annotations
 
@@ -148,7 +149,7 @@ def test_a_failed_group_runs_its_jobs_one_by_one_and_keeps_what_the_lanes_wrote(
         assert len(kept) == 1 and len(read_records(kept[0])) == 4, kept
 
 
-def test_a_stop_signal_during_a_lane_group_ends_every_lane_interrupted(tmp_path):
+def test_a_stop_signal_during_a_lane_group_ends_every_lane_interrupted_with_its_checkpoint(tmp_path):
     import signal
     import time
 
@@ -167,7 +168,8 @@ def test_a_stop_signal_during_a_lane_group_ends_every_lane_interrupted(tmp_path)
     assert code == 130, out
     for job in "012":
         s = json.loads((tmp_path / job / "summary.json").read_text())
-        assert (s["status"], s["exit_code"], s["resumable"]) == ("interrupted", 130, False), s
+        assert (s["status"], s["exit_code"], s["resumable"]) == ("interrupted", 130, True), s
+        assert s["error"].startswith("stopped by SIGINT at step ") and (tmp_path / job / "checkpoint.pt").exists()
         assert s["steps"] > 0 and read_records(tmp_path / job / "metrics.jsonl"), s
     assert "sweep: 3 jobs" in out, out
 
