@@ -5,8 +5,9 @@ and sweep folders, offline.
     runner-report outputs/multirun/2026-11-23 outputs/2026-11-23  # every run below these folders
     runner-report SWEEP --out reports/sgd_vs_adam                 # report folder of your choice
 
-Writes <out>/index.html (self-contained: figures embedded) and each figure as a PNG beside it;
-<out> is <first PATH>/report unless --out says otherwise. A folder holding claim.json (a claim's
+Writes <out>/index.html (one file that works offline: interactive figures, plotly.js inlined),
+<out>/static.html (the same page with PNG figures, no script) and each figure as PNG, SVG and PDF
+beside them; <out> is <first PATH>/report unless --out says otherwise. A folder holding claim.json (a claim's
 sweep) adds the claim's rows and its predicted law beside the measured curves. Every file read is
 untrusted input: a run folder with a file that cannot be used is left out and listed with why.
 Exit status 1 when no readable run was found or the report cannot be written there.
@@ -23,15 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+from matplotlib.figure import Figure
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
 
 from runner.report import html as H
+from runner.report import interactive as I
 from runner.report.aggregate import curve_metrics, y_scale
 from runner.report.claims import claim_figure, claim_table, read_claims
 from runner.report.conv import local_figure, order_figure
-from runner.report.figures import lr_figure, metric_figure, png
+from runner.report.figures import VECTOR, image, lr_figure, metric_figure
 from runner.report.files import safe_name, writable, write
 from runner.report.results import Group, find_runs, group_runs, primary_metric, read_runs, swept_lr_keys
 from runner.report.verdicts import fit_table, repeats_table, runs_fit_table
@@ -62,7 +65,8 @@ class NoRuns(Exception):
 
 def build(paths: Sequence[Path], out: Path) -> Report:
     """Read every run below `paths`, write `out`/index.html and the figures."""
-    with matplotlib.rc_context({"text.usetex": False}):  # text from run folders never goes to LaTeX
+    # Text from run folders never goes to LaTeX; PDFs embed TrueType fonts (journals refuse Type 3)
+    with matplotlib.rc_context({"text.usetex": False, "pdf.fonttype": 42, "svg.hashsalt": "runner-report"}):
         return _build(paths, out)
 
 
@@ -80,27 +84,28 @@ def _build(paths: Sequence[Path], out: Path) -> Report:
     metrics = curve_metrics(runs, primary)
     scales = {m: y_scale(runs, m) for m in metrics}
     log = {m for m, (kind, _) in scales.items() if kind == "log"}  # geometric means for these
-    for old in out.glob("fig_*.png"):
+    for old in [p for kind in ("png", *VECTOR) for p in out.glob(f"fig_*.{kind}")]:
         old.unlink()
     figures, curves, lr_parts, conv_parts, claim_parts = [], [], [], [], []
+    plots: dict[str, str] = {}  # each figure's static part -> its interactive part
     for i, metric in enumerate(metrics):
-        curves.append(_save(png(metric_figure(groups, metric, scales[metric])), out / f"fig_{i:02d}_{safe_name(metric)}.png", figures))
+        curves.append(_save(metric_figure(groups, metric, scales[metric]), out / f"fig_{i:02d}_{safe_name(metric)}.png", figures, plots))
     finals = [m for m in dict.fromkeys([primary, "eval/acc", "train/loss", "rl/return"]) if m and m in scales]
     for key in swept_lr_keys(groups):
         fig = lr_figure(groups, key, finals, log)
         if fig is not None:
-            lr_parts.append(_save(png(fig), out / f"fig_lr_{safe_name(key)}.png", figures))
+            lr_parts.append(_save(fig, out / f"fig_lr_{safe_name(key)}.png", figures, plots))
     counted = [r for g in groups for r in g.runs]  # repeats of a seed left out
     fits, repeats = fit_table(groups), repeats_table(groups)
     verdicts = [t for t in (fits, runs_fit_table(groups), repeats) if t]
     for name, fig in (("fig_order.png", order_figure(groups)), ("fig_local_rate.png", local_figure(groups))):
         if fig is not None:
-            conv_parts.append(_save(png(fig), out / name, figures))
+            conv_parts.append(_save(fig, out / name, figures, plots))
     for i, claim in enumerate(claims):
         claim_parts.append(H.table_html(claim_table(claim)))
         fig = claim_figure(claim, counted)
         if fig is not None:
-            claim_parts.append(_save(png(fig), out / f"fig_claim_{i:02d}_{safe_name(claim.name)}.png", figures))
+            claim_parts.append(_save(fig, out / f"fig_claim_{i:02d}_{safe_name(claim.name)}.png", figures, plots))
     overview, problems, provenance = H.overview(groups, log), H.problems_table(groups), H.provenance_table(groups)
     bad = H.unreadable_table(unreadable)
     tables = [t for t in (H.values_table(groups, "final", log), H.values_table(groups, "best", log),
@@ -109,21 +114,32 @@ def _build(paths: Sequence[Path], out: Path) -> Report:
             f"made {time.strftime('%Y-%m-%d %H:%M')} from local files"
             + (f"; {len(unreadable)} could not be read (listed below)" if unreadable else ""),
             f"common to all runs: {' '.join(common) or '-'}", AGGREGATION]
-    text = H.page("runner-report", meta, [
+    sections = [
         ("Overview", [H.table_html(t) for t in (overview, bad, problems, provenance) if t]),
         ("Claims: predicted and measured", claim_parts),
         ("Convergence verdicts", [H.table_html(t) for t in verdicts] + conv_parts), ("Curves", curves),
         ("Stability: final metrics against the learning rate", lr_parts),
-        ("Final and best values, thresholds", [H.table_html(t) for t in tables])])
-    write(out / "index.html", text.encode())
+        ("Final and best values, thresholds", [H.table_html(t) for t in tables])]
+    write(out / "static.html", H.page("runner-report", meta, sections).encode())
+    write(out / "index.html", I.page("runner-report", meta, sections, plots).encode())
     terminal = [t for t in (overview, bad, problems, provenance, fits, repeats) if t]
     return Report(groups, primary, terminal + [claim_table(c) for c in claims], out / "index.html", figures, unreadable)
 
 
-def _save(data: bytes, path: Path, saved: list[Path]) -> str:
+def _save(fig: Figure, path: Path, saved: list[Path], plots: dict[str, str]) -> str:
+    """`fig` as PNG (`path`), SVG and PDF; returns its part of the static page and keeps its
+    interactive part in `plots` under it."""
+    data = image(fig, "png")
     write(path, data)
+    fig.set_layout_engine("none")  # keeps the PNG's layout: the vector files do not lay it out again (a third of their time)
+    files = [path.name]
+    for kind in VECTOR:
+        write(path.with_suffix(f".{kind}"), image(fig, kind))
+        files.append(path.with_suffix(f".{kind}").name)
     saved.append(path)
-    return H.figure_html(data, path.name)
+    part = H.figure_html(data, path.name)
+    plots[part] = I.figure_html(fig, path.stem, files)
+    return part
 
 
 def rich_table(table: H.Table) -> RichTable:

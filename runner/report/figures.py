@@ -182,7 +182,16 @@ def panels_figure(width: float, panels: int, handles: list[Line2D], **kwargs) ->
     return fig, axes
 
 
+VECTOR = ("svg", "pdf")  # beside each PNG, for papers
+
+
 def png(fig: Figure) -> bytes:
+    return image(fig, "png")
+
+
+def image(fig: Figure, kind: str) -> bytes:
+    """`fig` as a `kind` file (png, svg, pdf); vector files without a date, so a report made twice
+    from the same runs has the same bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format=kind, **({"dpi": 110} if kind == "png" else {"metadata": {"Date": None}}))
     return buf.getvalue()

@@ -1,5 +1,6 @@
-"""The report's tables, as rows of text shared by the HTML page and the terminal, and the HTML
-page itself: one self-contained file, figures embedded as base64 PNG."""
+"""The report's tables, as rows of text shared by the HTML pages and the terminal, and the pages
+themselves, each one self-contained file: static.html with the figures embedded as base64 PNG,
+index.html with them as interactive plots (`interactive`, plotly.js inlined)."""
 
 from __future__ import annotations
 
@@ -162,15 +163,19 @@ CSS = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
 vertical-align:top}td.n{white-space:nowrap}th{background:#f0f0f0}tr:nth-child(even) td{background:#fafafa}.scroll{overflow-x:auto}
 h3{margin-bottom:.2em}p.note{font-size:13px;color:#555;margin-top:0}img{max-width:100%}figure{margin:1em 0}
-figcaption{font-size:12px;color:#666}p.meta{font-size:13px;color:#444}"""
+figcaption{font-size:12px;color:#666}p.meta{font-size:13px;color:#444}figure.plotly{border-top:1px solid #eee}
+figure.plotly button{font-size:11px;margin-right:3px}
+figure.plotly p.title{font-size:13px;margin:.4em 0 0 0}"""
 
 
-def page(title: str, meta: Sequence[str], sections: Sequence[tuple[str, Sequence[str]]]) -> str:
-    """The whole document; `sections` are (heading, [html parts]), empty ones left out."""
+def page(title: str, meta: Sequence[str], sections: Sequence[tuple[str, Sequence[str]]], head: str = "",
+         tail: str = "") -> str:
+    """The whole document; `sections` are (heading, [html parts]), empty ones left out; `head` and
+    `tail` (scripts) go at the end of <head> and of <body>."""
     parts = [f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>",
-             f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<style>{CSS}</style>{head}</head><body><h1>{html.escape(title)}</h1>",
              *(f"<p class=meta>{html.escape(m)}</p>" for m in meta)]
     for heading, content in sections:
         if content:
             parts += [f"<h2>{html.escape(heading)}</h2>", *content]
-    return "\n".join(parts + ["</body></html>"])
+    return "\n".join(parts + [tail, "</body></html>"])

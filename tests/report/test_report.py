@@ -11,6 +11,7 @@ import math
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +83,12 @@ def summaries(folder: Path) -> dict[str, dict]:
 
 
 def test_report_writes_html_and_nonblank_figures(sweep, cli):
+    """static.html embeds each PNG; index.html draws each as a plot and links its three files,
+    and the SVG and PDF beside the PNG are whole files of their kind (the browser test, in
+    test_interactive.py, checks that the plots draw)."""
     assert cli.returncode == 0, cli.stdout + cli.stderr
-    html = (sweep / "report" / "index.html").read_text()
+    html = (sweep / "report" / "static.html").read_text()
+    live = (sweep / "report" / "index.html").read_text()
     figures = sorted((sweep / "report").glob("fig_*.png"))
     names = [f.name for f in figures]
     assert names[0] == "fig_00_gan_dist_to_eq.png"  # the primary metric first
@@ -93,8 +98,15 @@ def test_report_writes_html_and_nonblank_figures(sweep, cli):
         assert pixels.shape[0] > 300 and pixels.shape[1] > 400, fig
         assert pixels[..., :3].std() > 0.05, f"{fig} is blank"
         assert f'alt="{fig.name}"' in html  # embedded in the page too
-    assert html.count("data:image/png;base64,") == len(figures)
-    assert "95% t-interval" in html and "R²" not in html
+    assert html.count("data:image/png;base64,") == len(figures) and "<script" not in html
+    assert live.count("<figure class=plotly>") == len(figures) and "<img" not in live
+    for fig in figures:
+        svg, pdf = fig.with_suffix(".svg"), fig.with_suffix(".pdf")
+        assert ET.parse(svg).getroot().tag.endswith("svg") and b"<path" in svg.read_bytes(), svg
+        assert pdf.read_bytes().startswith(b"%PDF-") and pdf.read_bytes().rstrip().endswith(b"%%EOF"), pdf
+        assert b"/FontFile2" in pdf.read_bytes() and b"/Type3" not in pdf.read_bytes(), f"{pdf}: fonts not TrueType"
+        assert all(f'href="{f.name}"' in live for f in (fig, svg, pdf))
+    assert "95% t-interval" in html and "95% t-interval" in live and "R²" not in html
 
 
 def test_groups_seeds_and_statuses(report):
