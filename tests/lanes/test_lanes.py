@@ -112,9 +112,6 @@ def test_refused_configs_run_one_by_one_and_say_why(capsys, tmp_path):
     code, out = sweep(capsys, tmp_path / "a", "task=objective", "task.steps=10", "optim=muon", "seed=0,1",
                       "hydra/launcher=lanes")
     assert code == 0 and "2 jobs run one by one: optim._target_=torch.optim.Muon: only elementwise" in out
-    code, out = sweep(capsys, tmp_path / "b", "task=objective", "task.steps=10", "checkpoint_every=5", "seed=0,1",
-                      "hydra/launcher=lanes")
-    assert code == 0 and "run one by one: checkpoint_every=5: lanes do not checkpoint" in out
     code, out = sweep(capsys, tmp_path / "c", "task=objective", "task.steps=10", "problem.dim=5,10",
                       "hydra/launcher=lanes")
     assert code == 0 and out.count("1 job run one by one: a group of one") == 2
