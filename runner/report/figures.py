@@ -185,10 +185,6 @@ def panels_figure(width: float, panels: int, handles: list[Line2D], **kwargs) ->
 VECTOR = ("svg", "pdf")  # beside each PNG, for papers
 
 
-def png(fig: Figure) -> bytes:
-    return image(fig, "png")
-
-
 def image(fig: Figure, kind: str) -> bytes:
     """`fig` as a `kind` file (png, svg, pdf); vector files without a date, so a report made twice
     from the same runs has the same bytes."""

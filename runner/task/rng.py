@@ -9,8 +9,9 @@ generator from that seed and `name`, so a run's streams differ from each other a
 global sequence that drew its initialisation (the same seed in both would make a first noise
 draw equal to an initial point of the same shape).
 
-Draws are made on the CPU and moved to the device (`randn`): a run's numbers do not depend on it.
-A task saves `g.get_state()` in its `state_dict()` so that a resumed run continues the stream.
+A stream lives on the CPU unless a task asks for one on its device (the classifier's batch order,
+crops and flips, drawn every step: on the device they cost no transfer). Draws on a CPU stream are
+moved to the device (`randn`), so such a run's numbers do not depend on the device. A task saves `g.get_state()` in its `state_dict()` so that a resumed run continues the stream.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import hashlib
 import torch
 
 
-def stream(name: str) -> torch.Generator:
-    """A CPU generator for stream `name` of this run (seeded from `torch.initial_seed()`)."""
+def stream(name: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on `device` for stream `name` of this run (seeded from `torch.initial_seed()`)."""
     text = f"{torch.initial_seed()}/{name}".encode()
-    return torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(text).digest()[:8], "little"))
+    return torch.Generator(device=device).manual_seed(int.from_bytes(hashlib.sha256(text).digest()[:8], "little"))
 
 
 def randn(gen: torch.Generator, shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@
 The whole dataset lives on the device as one tensor; every step draws the next slice of a
 per-epoch random permutation, augments it on the device (CIFAR: random crop with padding and
 horizontal flip, in batch) and takes one optimizer step. The permutations, crops and flips come
-from the run's own generator (runner/task/streams.py), so a lane draws what its single run draws.
+from the run's own generator (runner/task/rng.py), so a lane draws what its single run draws.
 
 Primary convergence metric: `train/grad_norm`, the norm of the gradient of the objective the
 optimizer actually minimises, measured before the step (`train/loss_grad_norm` is that of the
@@ -31,12 +31,11 @@ from torch import Tensor, nn
 from runner.task.decay import coupled_decay
 from runner.task.device import Runtime
 from runner.task.optim import OptimizerSet, total_norm
-from runner.task.streams import own_generator
+from runner.task.rng import stream
 from tasks.classifier.datasets import ImageData
 
 LOSSES = ("cross_entropy", "mse")
 SHARPNESS_MIN_BATCH = 512  # a sharpness measured on fewer examples varies from batch to batch
-DATA_STREAM = 1  # names this task's own generator (batch order, crops, flips) among a run's streams
 
 
 class Classifier:
@@ -86,7 +85,7 @@ class Classifier:
         self.sharp_x, self.sharp_y = self.x_train[:size], self.y_train[:size]
         self._order = torch.empty(0, dtype=torch.long, device=dev)
         self._pos = 0
-        self.gen = own_generator(dev, DATA_STREAM)
+        self.gen = stream("classifier/data", dev)  # batch order, crops, flips
         self._decay: tuple[OptimizerSet, list[tuple[dict, list[Tensor]]]] | None = None  # found once
 
     lane_safe = ()  # every task key changes the data, the shapes or the loss: lanes differ in seed, optim, sched
