@@ -15,6 +15,7 @@ import numpy as np
 
 from runner.report.fit import NAMES, group_fit, value_text
 from runner.report.results import UNFINISHED, Group, Run
+from runner.report.targets import NOTE, reached_text
 from runner.report.text import mean_ci
 from runner.run.provenance import differing, flatten
 
@@ -38,8 +39,13 @@ def status_counts(runs: Sequence[Run]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
 
 
+def stopped_at(run: Run) -> int:
+    """The run's last step: summary.json's `steps`, else its last record's."""
+    return run.summary["steps"] if run.summary.get("steps") is not None else _last_step(run)
+
+
 def steps_text(runs: Sequence[Run]) -> str:
-    steps = sorted({r.summary["steps"] if r.summary.get("steps") is not None else _last_step(r) for r in runs})
+    steps = sorted({stopped_at(r) for r in runs})
     return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
 
 
@@ -102,19 +108,15 @@ def thresholds_table(groups: Sequence[Group]) -> Table | None:
         return None
     rows = []
     for g in groups:
-        hits = [_reached(r) for r in g.finished()]
-        rows.append([g.label, *(_reached_text([h.get(n) for h in hits]) for n in names)])
+        hits = [(_reached(r), stopped_at(r)) for r in g.finished()]
+        rows.append([g.label, *(reached_text([h[n] for h, _ in hits if n in h], [t for h, t in hits if n in h])
+                                for n in names)])
     every = sorted({c["conv/resolution"] for g in groups for r in g.finished()
                     for c in [r.summary.get("convergence") or {}] if c.get("conv/resolution")})
     resolution = f" (the metric was recorded every {'-'.join(f'{v:g}' for v in sorted({every[0], every[-1]}))} steps: the " \
                  "crossing lies up to that many steps earlier)" if every else ""
     return Table("Steps to each threshold", f"first logged step at which the metric was below the value{resolution}; "
-                 f"{CI}, over the runs that reached it; (k/n): k of the group's n runs reached it", ["group", *names], rows)
-
-
-def _reached_text(steps: list[float | None]) -> str:
-    got = [s for s in steps if s is not None]
-    return f"{mean_ci(got) if got else 'never'} ({len(got)}/{len(steps)})"
+                 f"{NOTE}", ["group", *names], rows)
 
 
 def problems_table(groups: Sequence[Group]) -> Table | None:

@@ -60,6 +60,7 @@ class Group:
     label: str
     runs: list[Run]                 # one run per seed (repeats left out)
     repeats: list[tuple[Run, Run]] = field(default_factory=list)  # (repeat left out, run kept instead)
+    parts: list[tuple[str, str, str]] = field(default_factory=list)  # (key, short key, value) setting it apart (names)
 
     @property
     def config(self) -> dict[str, Any]:
