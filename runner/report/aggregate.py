@@ -70,6 +70,12 @@ def stat(values: Iterable[float | None]) -> tuple[float, float, int]:
     return float(mean), float(half), int(n)
 
 
+def never_negative(runs: Sequence[Run], metric: str) -> bool:
+    """Whether every finite value of `metric` in `runs` is >= 0 (an entropy, a return in [0, 1], a norm)."""
+    values = [v[np.isfinite(v)] for r in runs if (v := r.columns.get(metric)) is not None]
+    return any(v.size for v in values) and all((v >= 0).all() for v in values)
+
+
 def y_scale(runs: Sequence[Run], metric: str) -> tuple[str, float | None]:
     """How to draw `metric`: ("log", smallest positive value) for values >= 0 that span two decades
     (one for gaps, norms and losses by name); ("symlog", linear range) for signed values whose

@@ -16,7 +16,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from runner.report.aggregate import AXES, MIN_BAND, Curve, curve, tracks
+from runner.report.aggregate import AXES, MIN_BAND, Curve, curve, never_negative, tracks
 from runner.report.results import Group
 
 WIDTH, HEIGHT = 5.2, 3.9  # inches per panel; the legend adds a row height per line of entries
@@ -48,6 +48,7 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
     axes = [a for a in AXES if any(d[a] for d in every.values())]
     axes = ["nfe"] if "nfe" in axes else axes  # a sampler's error: against NFE alone (its step is not a time)
     drawn = {k: {a: d[a] for a in axes} for k, d in every.items()}
+    cut = kind == "linear" and never_negative([r for g in groups for r in g.runs], metric) and _cut(drawn)
     seeds = {id(g): max(int(k.n.max()) for k in drawn[id(g)].values() if k) for g in groups if any(drawn[id(g)].values())}
     handles = [Line2D([], [], color=c, lw=2, label=plain(f"{g.label} ({few_text(seeds[id(g)])})"))
                for g, c in zip(groups, colours(len(groups))) if id(g) in seeds]
@@ -80,10 +81,23 @@ def metric_figure(groups: Sequence[Group], metric: str, scale: tuple[str, float 
     what = ("geometric mean over seeds; band: 95% t-interval of log10 values" if kind == "log"
             else "mean over seeds; band: 95% t-interval of the mean across seeds")
     fewest = min(seeds.values(), default=MIN_BAND)
-    if fewest < MIN_BAND:
+    if max(seeds.values(), default=1) == 1:
+        what = "one run per group: no mean over seeds, no band"
+    elif fewest < MIN_BAND:
         what += f" where {MIN_BAND}+ seeds; {FEW}"
+    what += "; bands cut at 0, below which the metric never goes" if cut else ""
     fig.suptitle(f"{plain(metric)}\n{what}; x = a run diverged there", fontsize=10)
     return fig
+
+
+def _cut(drawn: dict) -> bool:
+    """Bands of a metric that is never negative cut at 0 (a t-interval below it is the normal
+    approximation failing, not a possible mean); whether any was."""
+    below = False
+    for c in (c for d in drawn.values() for c in d.values() if c is not None):
+        below |= bool((c.lo < 0).any())
+        c.lo = np.maximum(c.lo, 0.0)  # NaN (no band) stays NaN
+    return below
 
 
 FEW = "1 or 2 seeds: no band, each run a thin line"
@@ -91,7 +105,7 @@ FEW = "1 or 2 seeds: no band, each run a thin line"
 
 def few_text(n: int) -> str:
     """What a legend says of a group of n runs: n, and that it has no band when n < MIN_BAND."""
-    return f"n={n}" if n >= MIN_BAND else f"n={n}, no band"
+    return f"n={n}" if n >= MIN_BAND or n == 1 else f"n={n}, no band"
 
 
 def _limit(ax, curves: Sequence[Curve | None], kind: str, spread: Sequence[np.ndarray] = ()) -> None:

@@ -46,7 +46,12 @@ def stopped_at(run: Run) -> int:
 
 def steps_text(runs: Sequence[Run]) -> str:
     steps = sorted({stopped_at(r) for r in runs})
-    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    text = str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    if steps == [0]:  # nothing trained (a sampler): its records are at the step counts it sampled with
+        logged = np.concatenate([r.columns.get("step", np.array([])) for r in runs])
+        logged = logged[np.isfinite(logged)]
+        text += f" (records at steps {logged.min():g}-{logged.max():g})" if logged.size else ""
+    return text
 
 
 def _last_step(run: Run) -> int:
@@ -80,8 +85,9 @@ def overview(groups: Sequence[Group], log: Collection[str] = ()) -> Table:
         repeats = f", {len(g.repeats)} repeat{'s' * (len(g.repeats) > 1)} of a seed left out" if g.repeats else ""
         rows.append([g.label, status_counts(g.runs) + repeats, steps_text(g.runs),
                      final if same or not primary else f"{primary} {final}", shown,
-                     mean_ci(r.summary.get("wall_time_s") for r in g.finished())])
-    return Table("Groups", f"one row per config, seeds pooled; numbers: {CI} (completed and diverged runs)",
+                     mean_ci((r.summary.get("wall_time_s") for r in g.finished()), True)])  # times: never below 0
+    return Table("Groups", f"one row per config, seeds pooled; numbers: {CI}; wall time: geometric mean [interval] "
+                 "(completed and diverged runs)",
                  header, rows)
 
 

@@ -37,7 +37,9 @@ def reached_text(steps: Sequence[float | None], stopped: Sequence[float]) -> str
         return "-"
     k, n = sum(s is not None for s in steps), len(steps)
     count = f"({k} of {n} reached)"
-    if n < MIN_BAND:
-        return ", ".join(f"{s:g}" if s is not None else f"> {t:g}" for s, t in zip(steps, stopped)) + f" {count}"
+    if n < MIN_BAND:  # reached first, in order; then the runs that stopped short, each at its stop
+        known = sorted(s for s in steps if s is not None)
+        short = sorted(t for s, t in zip(steps, stopped) if s is None)
+        return ", ".join([*(f"{s:g}" for s in known), *(f"> {t:g}" for t in short)]) + f" {count}"
     median, exact = censored_median(steps, stopped)
     return f"median {median:g} {count}" if exact else f"median > {median:g} {count}"

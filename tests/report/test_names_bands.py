@@ -17,6 +17,7 @@ from runner.report.figures import FEW, metric_figure
 from runner.report.names import ALL, BadLabel, auto_names, label_arg, name_groups, shorten
 from runner.report.results import Group, Run
 from runner.report.targets import censored_median, reached_text
+from runner.report.text import mean_ci
 
 T_975_2 = 4.302652729749464  # Student t 0.975 quantile, 2 degrees of freedom (tables)
 
@@ -135,3 +136,27 @@ def test_time_to_target_counts_the_runs_that_never_reached_it():
 def test_censored_median_is_exact_only_when_more_than_half_reached():
     assert censored_median([10, 20, 30, None], [99] * 4) == (25.0, True)  # the two middle values observed
     assert censored_median([10, 20, None, None], [99, 99, 50, 60]) == (35.0, False)  # a lower bound
+
+
+def test_a_band_of_a_metric_never_negative_is_cut_at_zero_and_the_title_says_so():
+    runs = [run([], {}, seed=s, values=[v] * 5) for s, v in enumerate((0.0, 0.01, 0.5))]  # an entropy, say
+    fig = metric_figure([Group("g", runs)], "train/loss", ("linear", None))
+    band_paths = [p.vertices for c in fig.axes[0].collections if isinstance(c, PolyCollection) for p in c.get_paths()]
+    assert band_paths and min(v[:, 1].min() for v in band_paths) == 0.0  # the t-interval reaches -0.52
+    assert "cut at 0" in fig.get_suptitle()
+    one = metric_figure([Group("g", runs[:1])], "train/loss", ("linear", None))
+    assert "one run per group" in one.get_suptitle() and one.legends[0].get_texts()[0].get_text() == "g (n=1)"
+
+
+def test_geometric_intervals_keep_digits_at_their_low_end():
+    """exp(mean ln v +- t s / sqrt(3)) of 0.02, 0.1, 0.5: 0.1 [0.0018, 5.4], not 0.1 [0.0, 5.4]."""
+    s = np.std(np.log([0.02, 0.1, 0.5]), ddof=1)
+    lo, hi = 0.1 * math.exp(-T_975_2 * s / math.sqrt(3)), 0.1 * math.exp(T_975_2 * s / math.sqrt(3))
+    assert (round(lo, 4), round(hi, 1)) == (0.0018, 5.4)
+    assert mean_ci([0.02, 0.1, 0.5], log=True) == "0.10 [0.0018, 5.4]"
+    assert mean_ci([3e-16] * 3, log=True) == "3e-16 (all 3 seeds)"
+
+
+def test_a_value_far_below_the_spread_keeps_its_own_digits():
+    assert mean_ci([-3.0, -0.0003]) == "-3.0 to -0.00030"  # not "-0.0"
+    assert reached_text([740, 140], [2000, 2000]) == "140, 740 (2 of 2 reached)"

@@ -194,3 +194,25 @@ def test_runs_of_different_lengths_and_step_grids_align_on_logged_steps():
 def test_no_runs_is_a_clear_error(tmp_path):
     proc = report_cli(str(tmp_path))
     assert proc.returncode == 1 and "no run folders" in proc.stdout
+
+
+def test_labels_name_groups_everywhere_and_a_bad_one_stops_before_any_work(sweep, tmp_path):
+    """`runner-report --label 'SELECTOR:NAME'`: the group is NAME in the terminal, the tables and the
+    legends; a selector matching no group or several is one line naming it and the groups, with
+    nothing written; a label without `:NAME` is argparse's usage error."""
+    out = tmp_path / "named"
+    proc = report_cli(str(sweep), "--out", str(out), "--label", "lr=0.2:EG, mid step",
+                      "--label", "optim.lr=2 scheme=extragradient:EG too big")
+    assert proc.returncode == 0, proc.stdout
+    live, flat = (out / "index.html").read_text(), " ".join(proc.stdout.split())
+    assert "<td>EG, mid step</td>" in live and "<td>EG too big</td>" in live and "EG, mid step" in flat
+    assert '"legendgroup":"EG, mid step (n=2, no band)"' in live and "<td>task=gan scheme=extragradient lr=0.05" in live
+    for label, said in (("lr=0.3:x", "matches no group"), ("scheme=extragradient:x", "matches 3 groups")):
+        bad = report_cli(str(sweep), "--out", str(tmp_path / "bad"), "--label", label)
+        text = " ".join(bad.stdout.split())
+        assert bad.returncode == 1 and f"--label '{label}' {said}" in text, text
+        assert "task=gan scheme=extragradient lr=0.05 steps=200 path_every=0" in text  # the groups' automatic names
+        assert not (tmp_path / "bad").exists()
+    usage = subprocess.run([sys.executable, "-m", "runner.report", str(sweep), "--label", "lr=0.2"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "expected 'key=value [key=value ...]:NAME'" in usage.stderr
