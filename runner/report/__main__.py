@@ -4,6 +4,7 @@ and sweep folders, offline.
     runner-report outputs/multirun/2026-11-23/12-00-00            # one sweep
     runner-report outputs/multirun/2026-11-23 outputs/2026-11-23  # every run below these folders
     runner-report SWEEP --out reports/sgd_vs_adam                 # report folder of your choice
+    runner-report SWEEP --label 'optim.lr=0.1:GD 1/L'             # a group named as you choose
 
 Writes <out>/index.html (one file that works offline: interactive figures, plotly.js inlined),
 <out>/static.html (the same page with PNG figures, no script) and each figure as PNG, SVG and PDF

@@ -132,8 +132,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # --- grouping --------------------------------------------------------------------------------
 
 def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[str]]:
-    """Groups of runs with equal configs (seed aside), in order of first appearance, each named by
-    the overrides that set it apart; and the overrides common to every group."""
+    """Groups of runs with equal configs (seed aside), in order of first appearance, each labelled by
+    the overrides that set it apart (the report renames them: runner.report.names); and the
+    overrides common to every group."""
     by_config: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps(run.config, sort_keys=True, default=str) if run.config else str(run.path)

@@ -61,9 +61,9 @@ def lr_figure(groups: Sequence[Group], key: str, metrics: Sequence[str], log_met
         ax.set_xticklabels([f"{v:g}" for v in lrs_all], fontsize=8)
         ax.set(xlabel=plain(key), ylabel=plain(f"final {metric}"))
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"final metrics against {plain(key)}: mean over completed runs ({'geometric on log axes, ' if log_metrics else ''}"
-                 f"bars: 95% t-interval where {MIN_BAND}+ runs; 2 runs: no bar, each value a dash)\nk/n above the plot: k of the n runs at that learning rate diverged or failed (not in the mean)",
-                 fontsize=10)
+    fig.suptitle(f"final metrics against {plain(key)}: mean over completed runs{' (geometric on log axes)' if log_metrics else ''}\n"
+                 f"bars: 95% t-interval where {MIN_BAND}+ runs; 2 runs: no bar, each value a dash\n"
+                 "k/n above the plot: k of the n runs at that learning rate diverged or failed (not in the mean)", fontsize=10)
     return fig
 
 

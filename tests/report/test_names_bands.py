@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
 
-from runner.report.aggregate import band, curve
+from runner.report.aggregate import band, curve, curve_metrics
 from runner.report.figures import FEW, metric_figure
 from runner.report.names import ALL, BadLabel, auto_names, label_arg, name_groups, shorten
 from runner.report.results import Group, Run
@@ -160,3 +160,20 @@ def test_geometric_intervals_keep_digits_at_their_low_end():
 def test_a_value_far_below_the_spread_keeps_its_own_digits():
     assert mean_ci([-3.0, -0.0003]) == "-3.0 to -0.00030"  # not "-0.0"
     assert reached_text([740, 140], [2000, 2000]) == "140, 740 (2 of 2 reached)"
+
+
+def test_a_samplers_error_is_drawn_against_nfe_on_a_log_axis_and_its_step_counts_are_axes():
+    """diff/steps and diff/nfe are x-axes, not figures; two seeds of a sampler: their runs, thin."""
+    runs = []
+    for seed, c in ((0, 1.0), (1, 2.0)):
+        steps = np.array([4.0, 8.0, 16.0, 32.0])
+        runs.append(Run(Path(f"s{seed}"), seed, {}, [], {"status": "completed"},
+                        {"step": steps, "diff/steps": steps, "diff/nfe": 2 * steps - 1, "diff/err": c / steps}))
+    assert curve_metrics(runs, "diff/err") == ["diff/err"]
+    fig = metric_figure([Group("heun", runs)], "diff/err", ("log", 1 / 32))
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and "NFE" in ax.get_xlabel()
+    thin = [line for line in ax.lines if line.get_linewidth() < 1]
+    assert [line.get_xdata().tolist() for line in thin] == [[7.0, 15.0, 31.0, 63.0]] * 2
+    mean = next(line for line in ax.lines if line.get_linewidth() > 1)
+    assert mean.get_ydata() == pytest.approx(np.sqrt(2) / np.array([4.0, 8.0, 16.0, 32.0]))  # geometric mean of c = 1, 2
