@@ -91,7 +91,9 @@ def name_groups(groups: Sequence[Group], labels: Sequence[tuple[dict[str, str], 
         hits = [g for g in groups if all(_matches(values(g), k, v) for k, v in selector.items())]
         if len(hits) != 1:
             said = " ".join(f"{k}={v}" for k, v in selector.items())
+            unknown = [k for k in selector if not any(_matches(values(g), k, None) for g in groups)]
             raise BadLabel(f"--label '{said}:{name}' matches {'no group' if not hits else f'{len(hits)} groups'}"
+                           f"{''.join(f' (no group has a key {k} or ending in .{k})' for k in unknown)}"
                            f"{': ' + '; '.join(g.label for g in hits) if hits else ''}; the groups are: "
                            f"{'; '.join(g.label for g in groups)}")
         if id(hits[0]) in chosen and chosen[id(hits[0])] != name:
@@ -105,9 +107,10 @@ def name_groups(groups: Sequence[Group], labels: Sequence[tuple[dict[str, str], 
         raise BadLabel(f"two groups would be named {', '.join(map(repr, twice))}: give each group its own --label name")
 
 
-def _matches(given: dict[str, Any], key: str, value: str) -> bool:
-    """Whether a group's `given` values hold `key` (or a key ending in `.key`) equal to `value`."""
-    return any(_same(v, value) for k, v in given.items() if k == key or k.endswith("." + key))
+def _matches(given: dict[str, Any], key: str, value: str | None) -> bool:
+    """Whether a group's `given` values hold `key` (or a key ending in `.key`) equal to `value`
+    (with None: at all)."""
+    return any(value is None or _same(v, value) for k, v in given.items() if k == key or k.endswith("." + key))
 
 
 def _same(found: Any, wanted: str) -> bool:

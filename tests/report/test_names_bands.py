@@ -71,6 +71,8 @@ def test_a_label_that_matches_no_group_or_several_is_an_error_listing_the_groups
     groups = groups_of(["optim.lr=0.1", "task.method=pg"], ["optim.lr=0.1", "task.method=npg"])
     with pytest.raises(BadLabel, match=r"'lr=0.3:x' matches no group; the groups are: method=pg; method=npg"):
         name_groups(groups, [label_arg("lr=0.3:x")])
+    with pytest.raises(BadLabel, match=r"'lrr=0.1:x' matches no group \(no group has a key lrr or ending in .lrr\)"):
+        name_groups(groups, [label_arg("lrr=0.1:x")])
     with pytest.raises(BadLabel, match=r"'lr=0.1:x' matches 2 groups"):
         name_groups(groups_of(["optim.lr=0.1", "task.method=pg"], ["optim.lr=0.1", "task.method=npg"]), [label_arg("lr=0.1:x")])
     with pytest.raises(BadLabel, match="two groups would be named 'same'"):
