@@ -1,0 +1,70 @@
+"""The mog GAN as lanes (tasks/gan/lanes.py): MLP players as LaneNetworks, each lane's minibatches
+drawn by its own task's generator. The same sweep through the basic launcher and through
+`hydra/launcher=lanes` gives the same records and summaries (tests/lanes/test_lanes.py's
+`same_sweeps`: float64, 1e-12 relative) in every scheme, with `d_steps`, the penalties over lanes
+of `task.gamma`, WGAN-GP's interpolation, the exact Jacobian and ARPACK's estimate (lane by lane);
+in float32 within the tolerance below, with the same verdicts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from runner.run.metrics import read_records
+from tests.lanes.test_lanes import NOT_COMPARED, same_sweeps, sweep
+
+# 95 parameters (a 16-4-2 generator, a 2-4-1 discriminator): the exact Jacobian below jacobian_max=200
+SMALL = ("task=gan", "task.game=mog", "model=mlp", "model.hidden=[4]", "task.batch_size=16", "task.eval_samples=200",
+         "task.w2_samples=100", "task.steps=12", "log_every=3", "eval_every=6", "task.jacobian_every=6", "seed=0,1")
+
+
+@pytest.mark.parametrize("args", [
+    ("task.scheme=simultaneous", "optim=sgd", "optim.lr=0.05,0.1"),
+    ("task.scheme=alternating", "task.d_steps=2", "optim=adam", "optim.lr=0.01,0.02"),
+    ("task.scheme=extragradient", "optim=adam", "optim.lr=0.01", "task.lr_ratio=1,2"),
+    ("task.scheme=optimistic", "task.loss=nonsaturating", "task.reg=r1", "task.gamma=0.1,1", "optim=sgd",
+     "optim.lr=0.05"),
+    ("task.loss=wgan_gp", "task.reg=r2", "task.gamma=0.5", "model.hidden=[8]", "optim=adam", "optim.lr=0.01,0.02"),
+    ("task.jacobian_max=0", "task.jacobian_iters=50", "optim=momentum", "optim.lr=0.05,0.1"),
+], ids=["simultaneous-sgd", "alternating-dsteps-adam", "extragradient-two-time-scales", "optimistic-r1-gammas",
+        "wgan-gp-r2", "arpack"])
+def test_mog_lanes_equal_single_runs_in_float64(capsys, tmp_path, args):
+    out = same_sweeps(capsys, tmp_path, *SMALL, *args, "precision=fp64", "threads=1")
+    assert "4 jobs as one batched computation" in out and "one by one" not in out, out
+    s = json.loads((tmp_path / "lanes" / "0" / "summary.json").read_text())
+    assert {"gan/w2", "gan/modes", "gan/jac_max_real", "gan/field_norm"} <= s["final"].keys()
+    assert (tmp_path / "lanes" / "0" / "samples.png").exists()
+
+
+# float32: the lanes' batched matmuls (vmap) sum in another order than the single run's, a relative
+# rounding of ~1e-7 per operation that the game's dynamics carry along. Measured over 60 steps of the
+# default MLP players (256-256, 70k parameters per pair) at these step sizes: see FLOAT32_RTOL's note.
+FLOAT32_RTOL = {"sgd": 1e-4, "adam": 1e-2}
+
+
+@pytest.mark.parametrize("optim", ["sgd", "adam"])
+def test_mog_lanes_in_float32_match_within_rounding_and_give_the_same_verdicts(capsys, tmp_path, optim):
+    args = ("task=gan", "task.game=mog", "model=mlp", "model.hidden=[32,32]", "task.batch_size=64",
+            "task.eval_samples=300", "task.w2_samples=200", "task.steps=60", "log_every=5", "eval_every=30",
+            "task.jacobian_every=30", f"optim={optim}", "optim.lr=0.01,0.02", "seed=0,1", "precision=fp32",
+            "threads=1")
+    assert sweep(capsys, tmp_path / "basic", *args)[0] == 0
+    code, out = sweep(capsys, tmp_path / "lanes", *args, "hydra/launcher=lanes")
+    assert code == 0 and "4 jobs as one batched computation" in out, out
+    worst = 0.0
+    for job in "0123":
+        b, lanes = (tmp_path / d / job for d in ("basic", "lanes"))
+        rb, rl = read_records(b / "metrics.jsonl"), read_records(lanes / "metrics.jsonl")
+        assert [r.keys() for r in rb] == [r.keys() for r in rl]
+        for x, y in zip(rb, rl):
+            assert x.get("gan/modes") == y.get("gan/modes")
+            for k in x:
+                if k not in NOT_COMPARED and isinstance(x[k], float) and math.isfinite(x[k]):
+                    worst = max(worst, abs(x[k] - y[k]) / max(abs(x[k]), 1e-30))
+        sb, sl = (json.loads((d / "summary.json").read_text()) for d in (b, lanes))
+        assert (sb["status"], sb["steps"]) == (sl["status"], sl["steps"])
+        assert sb["convergence"]["conv/kind"] == sl["convergence"]["conv/kind"], (sb["convergence"], sl["convergence"])
+    print(f"float32 {optim}: worst relative difference {worst:.3g}")
+    assert 0 < worst <= FLOAT32_RTOL[optim], worst  # 0: the lanes would not be batched kernels at all
