@@ -67,6 +67,8 @@ def train(task, opts: Mapping[str, LaneOptimizer], rt: Runtime, emits: Sequence[
                 ends[i] = (step, reason)
                 for o in opts.values():
                     o.freeze(i)
+                if callable(getattr(task, "lane_ended", None)):  # a task that keeps records of its own (pictures)
+                    task.lane_ended(i)
         live = [i for i in live if ends[i] is None]
         if not live:
             break

@@ -42,6 +42,7 @@ class GameLanes:
         self.players = {r: self.nets[r].weights for r in ROLES} if self.nets else \
             {r: LaneModule([t.own[r] for t in tasks], sizes[r]) for r in ROLES}
         self.lane_by_lane = self.nets is not None or first.n_params > first.jacobian_max  # the Jacobian's eigenvalues
+        self.ended: set[int] = set()  # lanes that diverged: frozen, measured and pictured no more
         self.game = copy.copy(first.game)
         dtype = first.params[0].dtype
         for key in STACKED:
@@ -61,6 +62,10 @@ class GameLanes:
 
     def models(self) -> Mapping[str, LaneModule]:
         return self.players
+
+    def lane_ended(self, i: int) -> None:
+        """Lane i diverged (runner/lanes/loop.py): its single run stopped, so it keeps no later snapshot."""
+        self.ended.add(i)
 
     def _stacked(self, per_lane: Sequence[Sequence[Tensor]], sizes: Mapping[str, Sequence[int]]) -> list[Tensor]:
         """Per-lane tensors laid out as a task's `params` into tensors laid out as `params()`."""
@@ -129,6 +134,9 @@ class GameLanes:
         ARPACK left out for some lanes is None there (the lane's record leaves it out, as its run's)."""
         per = []
         for i, t in enumerate(self.tasks):
+            if i in self.ended:
+                per.append({})
+                continue
             with torch.no_grad():
                 torch._foreach_copy_(t.params, [v for r in ROLES for v in self.players[r].lane(i)])
             t.step_count = self.step_count  # ARPACK's warning names the step
@@ -215,8 +223,11 @@ class GameLanes:
         fake = self.nets["generator"](torch.stack([t.game.eval_noise() for t in self.tasks]))
         for net in self.nets.values():
             net.train()
-        per = [t.game.measure(f, self.step_count) for t, f in zip(self.tasks, fake)]
-        return {k: torch.tensor([float(lane[k]) for lane in per], dtype=torch.float64) for k in per[0]}
+        per = [None if i in self.ended else t.game.measure(f, self.step_count)
+               for i, (t, f) in enumerate(zip(self.tasks, fake))]
+        keys = next(lane for lane in per if lane is not None)
+        return {k: torch.tensor([float(lane[k]) if lane else float("nan") for lane in per], dtype=torch.float64)
+                for k in keys}
 
     def unstack(self) -> None:
         """Each lane's point, counters, last field (optimistic) and phase-plane path back into its own

@@ -73,3 +73,13 @@ def test_mog_lanes_in_float32_match_within_rounding_and_give_the_same_verdicts(c
         assert sb["convergence"]["conv/kind"] == sl["convergence"]["conv/kind"], (sb["convergence"], sl["convergence"])
     print(f"float32 {optim}: worst relative difference {worst:.3g}")
     assert 0 < worst <= FLOAT32_RTOL[optim], worst  # 0: the lanes would not be batched kernels at all
+
+
+def test_a_diverged_mog_lane_ends_as_its_single_run_with_its_pictures(capsys, tmp_path):
+    out = same_sweeps(capsys, tmp_path, *SMALL, "optim=sgd", "optim.lr=0.05,1e6", "precision=fp64", "threads=1")
+    assert "4 jobs as one batched computation" in out, out
+    status = {j: json.loads((tmp_path / "lanes" / j / "summary.json").read_text())["status"] for j in "0123"}
+    assert status == {"0": "completed", "1": "diverged", "2": "completed", "3": "diverged"}, status
+    for job in "0123":  # no snapshot kept after a lane's end: its pictures are its single run's
+        for name in ("samples.png", "samples_progress.png"):
+            assert (tmp_path / "lanes" / job / name).read_bytes() == (tmp_path / "basic" / job / name).read_bytes()
