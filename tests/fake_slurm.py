@@ -4,7 +4,9 @@ launcher presets run through submitit's real SLURM executor in the tests.
 `sbatch FILE` runs the submission script that submitit wrote, once per array index, in the
 background, with the environment variables SLURM gives a job (submitit reads them to find its
 pickles); `srun` runs its command with the `--output`/`--error` files the script names; `sacct`
-reports each job as RUNNING until its script has returned. Install with `install(bin_dir)`.
+reports each job as RUNNING until its script has returned; `scontrol requeue JOB` (what submitit
+calls on SIGUSR2) runs the job's script again once it has returned, with SLURM_RESTART_COUNT one
+higher, as SLURM restarts a requeued job. Install with `install(bin_dir)`.
 """
 
 from __future__ import annotations
@@ -48,7 +50,10 @@ def sbatch(script: str) -> None:
             env |= {"SLURM_ARRAY_JOB_ID": job, "SLURM_ARRAY_TASK_ID": str(index)}
             name = f"{job}_{index}"
         marker = _states() / name
-        subprocess.Popen(["/bin/sh", "-c", f'/bin/bash "{script}"; touch "{marker}"'], env=env,
+        again = _states() / f"requeue-{name}"  # written by `scontrol requeue` while the job runs
+        loop = (f'n=0; while :; do SLURM_RESTART_COUNT=$n /bin/bash "{script}"; [ -e "{again}" ] || break; '
+                f'rm -f "{again}"; n=$((n+1)); done; touch "{marker}"')
+        subprocess.Popen(["/bin/sh", "-c", loop], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     print(f"Submitted batch job {job}")
 
@@ -84,6 +89,12 @@ def sacct(args: list[str]) -> None:
             print(f"{name}|{'COMPLETED' if marker else 'RUNNING'}|localhost")
 
 
+def scontrol(args: list[str]) -> None:
+    if args[:1] == ["requeue"]:
+        for job in args[1].split(","):
+            (_states() / f"requeue-{job}").touch()
+
+
 if __name__ == "__main__":
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "sbatch":
@@ -92,3 +103,5 @@ if __name__ == "__main__":
         sys.exit(srun(rest))
     elif command == "sacct":
         sacct(rest)
+    elif command == "scontrol":
+        scontrol(rest)
