@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,16 @@ def install(bin_dir: Path) -> Path:
                         f'"{Path(__file__).resolve()}" {name} "$@"\n')
         path.chmod(0o755)
     return states
+
+
+def stop_all(states: Path) -> None:
+    """Kill every job still running (a test that failed while a job waited): each job's process group."""
+    for pid_file in states.glob("pid-*"):
+        if not (states / pid_file.name.removeprefix("pid-")).exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _states() -> Path:
@@ -53,8 +64,9 @@ def sbatch(script: str) -> None:
         again = _states() / f"requeue-{name}"  # written by `scontrol requeue` while the job runs
         loop = (f'n=0; while :; do SLURM_RESTART_COUNT=$n /bin/bash "{script}"; [ -e "{again}" ] || break; '
                 f'rm -f "{again}"; n=$((n+1)); done; touch "{marker}"')
-        subprocess.Popen(["/bin/sh", "-c", loop], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        job_proc = subprocess.Popen(["/bin/sh", "-c", loop], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        (_states() / f"pid-{name}").write_text(str(job_proc.pid))  # its process group, for `stop_all`
     print(f"Submitted batch job {job}")
 
 

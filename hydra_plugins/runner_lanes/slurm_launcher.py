@@ -21,6 +21,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf, open_dict, read_write
 
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
@@ -41,8 +42,8 @@ ConfigStore.instance().store(group="hydra/launcher/schema", name="lanes_slurm", 
                              provider="runner")
 
 
-class SubmissionError(RuntimeError):
-    """submitit could not hand the lane groups to SLURM."""
+class SubmissionError(CompactHydraException):
+    """submitit could not hand the lane groups to SLURM (Hydra prints the message alone and exits 1)."""
 
 
 class LanesSlurmLauncher(SlurmLauncher):
@@ -135,7 +136,9 @@ class LanesSlurmLauncher(SlurmLauncher):
         try:
             return slurm_job.results()[0]
         except (FailedJobError, UncompletedJobError) as e:
-            said = next((line for line in reversed(str(e).strip().splitlines()) if line.strip()), type(e).__name__)
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+            # a job that raised: its traceback's last line; one that left nothing: submitit's first two
+            said = lines[-1] if isinstance(e, FailedJobError) else " ".join(lines[:2])
             console.print(f"lanes_slurm: SLURM job {slurm_job.job_id} (jobs {', '.join(str(j.idx) for j in jobs)}) "
                           f"ended without its results: {said}; its log: {slurm_job.paths.stderr}", highlight=False)
             return [lost(job) for job in jobs]
