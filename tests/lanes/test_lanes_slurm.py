@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests import fake_slurm
-from tests.faulty import Child
 from tests.lanes.test_lanes import hydra_file, sweep
-from tests.lanes.test_lanes_resume import GAN, same_as, summary
+from tests.lanes.test_lanes_resume import GAN, OBJECTIVE, same_as, summary
 
 MIXED = ("task=objective", "optim=adam,lion", "seed=0,1", "task.steps=40", "log_every=10")  # lion: refused as lanes
 
@@ -60,65 +60,75 @@ def test_one_slurm_job_per_lane_group_and_each_job_folder_as_the_lanes_launcher_
     assert "sweep: 4 jobs" in out, out
 
 
-def paused(sweep_dir: Path, child: Child, moment: str, timeout: float = 120) -> None:
-    """Until a SLURM job of the sweep says it paused at `moment` (RUNNER_PAUSE_AT, in its log)."""
-    deadline = time.time() + timeout
-    while not ((sweep_dir / ".submitit").is_dir()
-               and any(f"paused at {moment}" in job_logs(j) for j in slurm_jobs(sweep_dir))):
-        assert time.time() < deadline and child.proc.is_alive(), child.output()
-        time.sleep(0.05)
-
-
 def _submitted_pids(sweep_dir: Path) -> list[int]:
-    """The processes running a submitted job (submitit's `_submit` on this sweep's folder)."""
+    """The processes running a submitted job: `python -u -m submitit.core._submit FOLDER` on this sweep's
+    folder (not the fake srun that started it, whose arguments name it too)."""
     pids = []
     for proc in Path("/proc").iterdir():
         try:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        # `python -u -m submitit.core._submit FOLDER` (not the fake srun that started it, which names it too)
-        if cmd[1:3] == [b"-m", b"submitit.core._submit"] or cmd[1:4] == [b"-u", b"-m", b"submitit.core._submit"] \
-                and any(str(sweep_dir).encode() in c for c in cmd):
+        if b"submitit.core._submit" in cmd[1:4] and b"srun" not in cmd and any(str(sweep_dir).encode() in c for c in cmd):
             pids.append(int(proc.name))
     return pids
 
 
-def test_a_lane_group_preempted_on_slurm_is_requeued_and_resumes_every_lane_exactly(capsys, tmp_path, slurm_bin):
-    code, _ = sweep(capsys, tmp_path / "lanes", *GAN, "hydra/launcher=lanes")  # uninterrupted
+def signal_when_paused(sweep_dir: Path, states: Path, moment: str, signum: int) -> list[int]:
+    """In the background, while the sweep is submitted and waited for in this process: once a SLURM job
+    says it paused at `moment` (RUNNER_PAUSE_AT, in its log), send it `signum`. Returns the list of the
+    pids signalled, filled then. A job that never pauses within 120 s is killed, so the sweep ends."""
+    sent: list[int] = []
+
+    def watch() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (sweep_dir / ".submitit").is_dir() and any(f"paused at {moment}" in job_logs(j)
+                                                          for j in slurm_jobs(sweep_dir)):
+                sent.extend(_submitted_pids(sweep_dir))
+                for pid in sent:
+                    os.kill(pid, signum)
+                return
+            time.sleep(0.05)
+        fake_slurm.stop_all(states)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return sent
+
+
+def test_a_lane_group_preempted_on_slurm_is_requeued_and_resumes_every_lane_exactly(capsys, tmp_path, slurm_bin,
+                                                                                      monkeypatch):
+    code, _ = sweep(capsys, tmp_path / "lanes", *OBJECTIVE, "hydra/launcher=lanes")  # uninterrupted
     assert code == 0
     folder = tmp_path / "slurm"
-    # record#13: during the group's fourth log step; the requeued job, resumed after it, writes fewer
-    # records than that, so it does not pause again
-    child = Child(["-m", *GAN, "logger=none", "hydra/launcher=lanes_slurm", f"hydra.sweep.dir={folder}"],
-                  tmp_path / "submit.out", env={"RUNNER_PAUSE_AT": "record#13", "PATH": os.environ["PATH"]})
-    paused(folder, child, "record#13")
+    # record#29: during the group's eighth log step (step 40 of 60, 4 lanes logging every 5); the requeued
+    # job, resumed after it, writes 16 records, so it does not pause again. Only the SLURM job pauses:
+    # this process submits and waits, it runs no job.
+    monkeypatch.setenv("RUNNER_PAUSE_AT", "record#29")
+    sent = signal_when_paused(folder, slurm_bin / "states", "record#29", signal.SIGUSR2)
+    code, out = sweep(capsys, folder, *OBJECTIVE, "hydra/launcher=lanes_slurm")
     (job,) = slurm_jobs(folder)
-    pids = _submitted_pids(folder)
-    assert len(pids) == 1, pids
-    os.kill(pids[0], signal.SIGUSR2)
-    assert child.join(timeout=180) == 0, child.output() + job_logs(job)
     logs = job_logs(job)
+    assert code == 0 and len(sent) == 1, out + logs
     assert "this job is preempted" in logs and f"Requeued job {job.name}" in logs, logs
     assert logs.count("lanes: 4 jobs as one batched computation") == 2, logs
     assert "lanes: 4 jobs as one batched computation, resumed at step 40" in logs, logs
     same_as(tmp_path / "lanes", folder, "0123")
     assert all(summary(folder / j)["resumed_from"] == 40 for j in "0123")
-    assert "sweep: 4 jobs" in child.output() and "did not finish" not in child.output(), child.output()
+    assert "sweep: 4 jobs" in out and "did not finish" not in out, out
 
 
-@pytest.mark.slow  # ~60 s, most of it submitit's own waits (sacct at growing intervals, then 15 s for a result)
-def test_a_slurm_job_killed_without_results_is_said_and_the_sweep_table_still_comes(tmp_path, slurm_bin):
+@pytest.mark.slow  # ~45 s, most of it submitit's own waits (sacct at growing intervals, then 15 s for a result)
+def test_a_slurm_job_killed_without_results_is_said_and_the_sweep_table_still_comes(capsys, tmp_path, slurm_bin,
+                                                                                     monkeypatch):
     folder = tmp_path / "slurm"
-    args = ("task=objective", "seed=0,1", "task.steps=20", "log_every=10")
-    child = Child(["-m", *args, "logger=none", "hydra/launcher=lanes_slurm", f"hydra.sweep.dir={folder}"],
-                  tmp_path / "submit.out", env={"RUNNER_PAUSE_AT": "record#1", "PATH": os.environ["PATH"]})
-    paused(folder, child, "record#1")
-    (pid,) = _submitted_pids(folder)
-    os.kill(pid, signal.SIGKILL)  # as SLURM ends a job past its time limit, or a node that fails
-    assert child.join(timeout=180) == 1, child.output()
-    out = child.output()
+    monkeypatch.setenv("RUNNER_PAUSE_AT", "record#1")
+    # SIGKILL: as SLURM ends a job past its time limit, or a node that fails
+    sent = signal_when_paused(folder, slurm_bin / "states", "record#1", signal.SIGKILL)
+    code, out = sweep(capsys, folder, "task=objective", "seed=0,1", "task.steps=20", "log_every=10",
+                      "hydra/launcher=lanes_slurm")
     (job,) = slurm_jobs(folder)
+    assert code == 1 and len(sent) == 1, out
     assert f"lanes_slurm: SLURM job {job.name} (jobs 0, 1) ended without its results: Job {job.name}" in out, out
     assert "has not produced any output" in out and "sweep: 2 jobs" in out and "2 of 2 jobs did not finish" in out, out
 
