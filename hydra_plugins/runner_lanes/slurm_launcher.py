@@ -13,6 +13,7 @@ Each SLURM job hands back its jobs' JobReturns, put in sweep order for Hydra's s
 
 # No `from __future__ import annotations`: Hydra imports plugin modules outside sys.modules, where
 # dataclass cannot read string annotations (LanesSlurmConf); Python 3.10+ reads these as written.
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,8 @@ class LanesSlurmLauncher(SlurmLauncher):
                           f"{why}", highlight=False)
             submitted += [([m], True) for m in members]
         groups = sum(not alone for _, alone in submitted)
-        console.print(f"lanes_slurm: {len(jobs)} jobs in {len(submitted)} SLURM jobs ({groups} lane "
-                      f"group{'s' * (groups != 1)}, {len(submitted) - groups} alone)", highlight=False)
+        console.print(f"lanes_slurm: {len(jobs)} jobs in {len(submitted)} SLURM job{'s' * (len(submitted) > 1)} "
+                      f"({groups} lane group{'s' * (groups != 1)}, {len(submitted) - groups} alone)", highlight=False)
         state = Singleton.get_state()
         calls = [([list(job_overrides[m]) for m in members], [jobs[m].idx for m in members], alone, state)
                  for members, alone in submitted]
@@ -110,12 +111,11 @@ class LanesSlurmLauncher(SlurmLauncher):
         from submitit.core.utils import FailedJobError, FailedSubmissionError
 
         n = f"{len(calls)} SLURM job{'s' * (len(calls) > 1)}"
-        try:
-            executor = self._executor()
-        except RuntimeError as e:  # submitit's SlurmExecutor: no `srun` on PATH
-            raise SubmissionError(f"hydra/launcher=lanes_slurm: cannot submit the {n}: {e} (no `srun` on PATH); "
-                                  "run the sweep where SLURM's commands are, or choose hydra/launcher=lanes to run "
-                                  "it on this machine") from None
+        if shutil.which("srun") is None:  # submitit's test for a SLURM cluster
+            raise SubmissionError(f"hydra/launcher=lanes_slurm: cannot submit the {n}: no SLURM here (`srun` is not "
+                                  "on PATH); run the sweep where SLURM's commands are, or choose "
+                                  "hydra/launcher=lanes to run it on this machine")
+        executor = self._executor()
         try:
             return executor.map_array(self, *zip(*calls))
         except (FailedJobError, FailedSubmissionError, OSError) as e:  # sbatch refused, or answered no job id

@@ -53,9 +53,10 @@ def test_one_slurm_job_per_lane_group_and_each_job_folder_as_the_lanes_launcher_
     assert len(jobs) == 3, jobs
     assert sum("lanes: 2 jobs as one batched computation" in job_logs(j) for j in jobs) == 1
     same_as(tmp_path / "lanes", folder, "0123")
+    lanes = tmp_path / "lanes"
     for job in "0123":
         for name in ("overrides.yaml", "config.yaml"):
-            assert hydra_file(folder / job, name, folder) == hydra_file(tmp_path / "lanes" / job, name, tmp_path / "lanes")
+            assert hydra_file(folder / job, name, folder) == hydra_file(lanes / job, name, lanes), (job, name)
         assert summary(folder / job)["status"] == "completed"
     assert "sweep: 4 jobs" in out, out
 
@@ -69,7 +70,8 @@ def _submitted_pids(sweep_dir: Path) -> list[int]:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"submitit.core._submit" in cmd[1:4] and b"srun" not in cmd and any(str(sweep_dir).encode() in c for c in cmd):
+        ours = any(str(sweep_dir).encode() in c for c in cmd)
+        if ours and b"submitit.core._submit" in cmd[1:4] and b"srun" not in cmd:
             pids.append(int(proc.name))
     return pids
 
