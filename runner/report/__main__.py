@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +32,8 @@ from rich.table import Table as RichTable
 from runner.report import html as H
 from runner.report import interactive as I
 from runner.report.aggregate import curve_metrics, y_scale
+from runner.report.asked import Asked, Unanswerable, answer, plan
+from runner.report.compare import Stat, parse_stat
 from runner.report.claims import claim_figure, claim_table, read_claims
 from runner.report.conv import local_figure, order_figure
 from runner.report.figures import VECTOR, image, lr_figure, metric_figure
@@ -53,6 +55,7 @@ class Report:
     html: Path
     figures: list[Path]
     unreadable: list[tuple[Path, str]]  # run folders and claim files left out, with why
+    exported: list[Path] = field(default_factory=list)  # --export's parquet files
 
 
 class NoRuns(Exception):
@@ -63,14 +66,14 @@ class NoRuns(Exception):
         self.unreadable = unreadable
 
 
-def build(paths: Sequence[Path], out: Path) -> Report:
-    """Read every run below `paths`, write `out`/index.html and the figures."""
+def build(paths: Sequence[Path], out: Path, asked: Asked | None = None) -> Report:
+    """Read every run below `paths`, write `out`/index.html and the figures (and what `asked` adds)."""
     # Text from run folders never goes to LaTeX; PDFs embed TrueType fonts (journals refuse Type 3)
     with matplotlib.rc_context({"text.usetex": False, "pdf.fonttype": 42, "svg.hashsalt": "runner-report"}):
-        return _build(paths, out)
+        return _build(paths, out, asked or Asked())
 
 
-def _build(paths: Sequence[Path], out: Path) -> Report:
+def _build(paths: Sequence[Path], out: Path, asked: Asked) -> Report:
     folders = find_runs(paths)
     runs, unreadable = read_runs(folders)
     claims = read_claims(paths, unreadable)
@@ -81,6 +84,7 @@ def _build(paths: Sequence[Path], out: Path) -> Report:
     writable(out)
     groups, common = group_runs(runs)
     primary = primary_metric(runs)
+    extra = plan(asked, groups, primary)  # a group or key that is not there: said before any work
     metrics = curve_metrics(runs, primary)
     scales = {m: y_scale(runs, m) for m in metrics}
     log = {m for m, (kind, _) in scales.items() if kind == "log"}  # geometric means for these
@@ -88,6 +92,7 @@ def _build(paths: Sequence[Path], out: Path) -> Report:
         old.unlink()
     figures, curves, lr_parts, conv_parts, claim_parts = [], [], [], [], []
     plots: dict[str, str] = {}  # each figure's static part -> its interactive part
+    answers = answer(extra, groups, primary, log, out, lambda fig, name: _save(fig, out / name, figures, plots))
     for i, metric in enumerate(metrics):
         curves.append(_save(metric_figure(groups, metric, scales[metric]), out / f"fig_{i:02d}_{safe_name(metric)}.png", figures, plots))
     finals = [m for m in dict.fromkeys([primary, "eval/acc", "train/loss", "rl/return"]) if m and m in scales]
@@ -119,11 +124,13 @@ def _build(paths: Sequence[Path], out: Path) -> Report:
         ("Claims: predicted and measured", claim_parts),
         ("Convergence verdicts", [H.table_html(t) for t in verdicts] + conv_parts), ("Curves", curves),
         ("Stability: final metrics against the learning rate", lr_parts),
-        ("Final and best values, thresholds", [H.table_html(t) for t in tables])]
+        ("Final and best values, thresholds", [H.table_html(t) for t in tables]),
+        ("Comparisons", answers.comparisons), ("Performance profiles", answers.profiles)]
     write(out / "static.html", H.page("runner-report", meta, sections).encode())
     write(out / "index.html", I.page("runner-report", meta, sections, plots).encode())
     terminal = [t for t in (overview, bad, problems, provenance, fits, repeats) if t]
-    return Report(groups, primary, terminal + [claim_table(c) for c in claims], out / "index.html", figures, unreadable)
+    return Report(groups, primary, terminal + [claim_table(c) for c in claims] + answers.tables, out / "index.html",
+                  figures, unreadable, answers.exported)
 
 
 def _save(fig: Figure, path: Path, saved: list[Path], plots: dict[str, str]) -> str:
@@ -145,7 +152,7 @@ def _save(fig: Figure, path: Path, saved: list[Path], plots: dict[str, str]) -> 
 def rich_table(table: H.Table) -> RichTable:
     t = RichTable(title=escape(table.title), caption=escape(table.note), header_style="bold")
     for h in table.header:
-        t.add_column(escape(h), justify="left" if h in ("runs", "status", "kind (seeds)", *H.WRAPPED) else "right")
+        t.add_column(escape(h), justify="left" if h in ("runs", "status", "kind (seeds)", "method", *H.WRAPPED) else "right")
     for row in table.rows:
         t.add_row(*map(escape, row))  # cells hold [lo, hi]: text, not rich markup
     return t
@@ -157,6 +164,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders, or folders above them")
     parser.add_argument("--out", type=Path, help="report folder (default: <first PATH>/report)")
+    parser.add_argument("--export", action="store_true", help="also write <out>/records.parquet and summaries.parquet")
+    parser.add_argument("--baseline", metavar="GROUP", help="compare every other group with this one (its name in the report)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare group B with group A")
+    parser.add_argument("--stat", type=parse_stat, default=Stat("final"), metavar="STAT",
+                        help="what --baseline, --compare and --problem compare: final:METRIC, best:METRIC, "
+                             "steps:METRIC<THRESH (or >), time:..., evals:..., rate (default: the primary metric's final value)")
+    parser.add_argument("--problem", metavar="KEY", help="config key whose values are the problems of a performance profile")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     missing = [p for p in args.paths if not p.exists()]
@@ -170,7 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     t0 = time.perf_counter()
     try:
-        report = build(args.paths, out)
+        report = build(args.paths, out, Asked(args.export, args.baseline, tuple(args.compare or ()) or None,
+                                              args.stat, args.problem))
+    except Unanswerable as e:
+        console.print(f"[red]{escape(str(e))}[/]", highlight=False)
+        return 2
     except NoRuns as e:
         if e.unreadable:
             console.print(rich_table(e.unreadable))
@@ -186,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.unreadable:
         console.print(f"[yellow]{len(report.unreadable)} run folder(s) or claim files could not be read and are "
                       "left out: listed above and in the report[/]", highlight=False)
+    for path in report.exported:
+        console.print(f"exported: {escape(str(path))}", highlight=False, soft_wrap=True)
     console.print(f"report: {escape(str(report.html))} ({len(report.figures)} figures, {time.perf_counter() - t0:.1f} s)",
                   highlight=False, soft_wrap=True)
     return 0
