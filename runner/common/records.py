@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,10 @@ def _columns(records: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict
     # with one itemgetter call each, the rest key by key.
     usual = records[len(records) // 2].keys()
     odd = [i for i, r in enumerate(records) if r.keys() != usual]
+    if 2 * len(odd) > len(records):  # the middle record was itself an odd one (an eval step): the commonest keys
+        common = Counter(frozenset(records[i]) for i in odd).most_common(1)[0][0]
+        usual = next(records[i] for i in odd if records[i].keys() == common).keys()
+        odd = [i for i, r in enumerate(records) if r.keys() != usual]
     keys = list(dict.fromkeys(itertools.chain(usual, *(records[i] for i in odd))))
     table = np.full((len(records), len(keys)), np.nan)
     rows = np.ones(len(records), dtype=bool)

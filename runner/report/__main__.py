@@ -10,7 +10,12 @@ Writes <out>/index.html (one file that works offline: interactive figures, plotl
 beside them; <out> is <first PATH>/report unless --out says otherwise. A folder holding claim.json (a claim's
 sweep) adds the claim's rows and its predicted law beside the measured curves. Every file read is
 untrusted input: a run folder with a file that cannot be used is left out and listed with why.
-Exit status 1 when no readable run was found or the report cannot be written there.
+Exit status 1 when no readable run was found or the report cannot be written there; 2 when
+--baseline, --compare or --problem name a group or key that the runs do not have.
+
+    runner-report SWEEP --export                                   # + records.parquet, summaries.parquet
+    runner-report SWEEP --baseline optim=sgd --stat "steps:train/loss<0.1"
+    runner-report SWEEP --problem task.env --stat "steps:rl/subopt<0.01"   # performance profiles
 """
 
 from __future__ import annotations

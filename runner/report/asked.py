@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from runner.report import html as H
 from runner.report.compare import COSTS, Stat, find_group, resolve
 from runner.report.difference import comparison_table
-from runner.report.export import export
 from runner.report.profiles import methods, profile_figure, profile_table
 from runner.report.results import Group
 
@@ -85,5 +84,7 @@ def answer(plan: Plan, groups: Sequence[Group], primary: str | None, log: Collec
         else:
             got.profiles.append(f"<p class=note>{plan.problem} takes one value here: a profile needs several problems</p>")
     if plan.export:
+        from runner.report.export import export  # pyarrow loads on use: a fifth of a second
+
         got.exported = export(groups, out)
     return got

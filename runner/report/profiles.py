@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
 from runner.report.compare import COSTS, Stat, run_value
 from runner.report.figures import colours, panels_figure, plain
@@ -77,10 +78,14 @@ def profile_figure(ratio: dict[str, np.ndarray], stat: Stat) -> Figure:
     end = max(2.0, float(finite.max()) * 1.25 if finite.size else 2.0)
     handles = [Line2D([], [], color=c, lw=2, label=plain(m)) for m, c in zip(ratio, colours(len(ratio)))]
     fig, (ax,) = panels_figure(1.4, 1, handles)
-    for (method, r), colour in zip(ratio.items(), colours(len(ratio))):
+    for i, ((method, r), colour) in enumerate(zip(ratio.items(), colours(len(ratio)))):
         x, y = steps(r, end)
-        ax.plot(x, y, color=colour, lw=1.6, gid=method)
+        # profiles often coincide (two methods that never solve anything): the earlier ones are
+        # drawn wider, so each shows as a stripe beside those drawn over it
+        ax.plot(x, y, color=colour, lw=1.4 + 2.0 * (len(ratio) - 1 - i) / max(len(ratio) - 1, 1), gid=method)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
     ax.set(xlim=(1, end), ylim=(-0.03, 1.03), xlabel="tau: cost within this factor of the best method's",
            ylabel="fraction of problems")
     ax.grid(True, alpha=0.3, which="both")

@@ -85,3 +85,15 @@ def test_summaries_one_row_per_run(exported):
     assert (row["conv/kind"], row["conv/measure"], row["conv/value"]) == ("linear", "conv/rate", 0.9)
     assert (row["conv/ci_lo"], row["conv/ci_hi"], row["conv/window_lo"], row["conv/window_hi"]) == (0.8, 0.95, 1, 3)
     assert math.isnan(row["steps_to/0.1"]) and s["optim.lr"].tolist() == [0.1, 0.1, 1.0]
+
+
+def test_logged_marks_with_an_odd_middle_record(tmp_path):
+    """The middle record is one of the few with an extra key (as a Jacobian every 500 steps can
+    fall): the columns and the marks of what each record logged are still those of the file."""
+    from runner.common.records import read_logged
+
+    records = [{"step": i, "a": float(i), **({"b": math.nan} if i % 4 == 0 else {})} for i in range(9)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(strict(r)) + "\n" for r in records))
+    columns, logged = read_logged(tmp_path)
+    assert columns["a"].tolist() == list(map(float, range(9))) and set(logged) == {"b"}
+    assert logged["b"].tolist() == [i % 4 == 0 for i in range(9)] and np.isnan(columns["b"]).all()
