@@ -38,8 +38,8 @@ from runner.report import html as H
 from runner.report import interactive as I
 from runner.report.aggregate import curve_metrics, y_scale
 from runner.report.asked import Asked, Unanswerable, answer, plan
-from runner.report.compare import Stat, parse_stat
 from runner.report.claims import claim_figure, claim_table, read_claims
+from runner.report.compare import Stat, parse_stat
 from runner.report.conv import local_figure, order_figure
 from runner.report.figures import VECTOR, image, lr_figure, metric_figure
 from runner.report.files import safe_name, writable, write

@@ -61,6 +61,10 @@ def plan(asked: Asked, groups: Sequence[Group], primary: str | None) -> Plan:
         found = methods(groups, asked.problem) if asked.problem else None
     except ValueError as e:
         raise Unanswerable(str(e)) from None
+    known = {k for g in groups for r in g.runs for k in (*r.columns, *(r.summary.get("final") or {}))}
+    if wanted and stat.metric is not None and stat.metric not in known:
+        raise Unanswerable(f"--stat {stat.text()}: no run logged {stat.metric}; the metrics are: "
+                           f"{', '.join(sorted(known - {'step', 'time_s'}))}")
     if found and stat.kind not in COSTS:
         raise Unanswerable(f"--problem {asked.problem}: a profile needs a cost, --stat steps:METRIC<THRESH "
                            f"(or time:, evals:), not --stat {stat.text()}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runner.report.compare import Sample, Stat, on_log_scale, rate_measure, sample
+from runner.report.fit import NAMES
 from runner.report.html import Table
 from runner.report.results import Group
 from runner.report.text import mean_ci, number

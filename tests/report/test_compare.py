@@ -119,3 +119,24 @@ def test_baseline_and_compare_from_the_command_line(exported):  # noqa: F811
     bad = report_cli(str(root / "runs"), "--out", str(out), "--compare", "optim.lr=0.1", "optim.lr=9")
     assert bad.returncode == 2 and "--compare 'optim.lr=9': no group of that name" in bad.stdout
     assert "'optim.lr=0.1'; 'optim.lr=1'" in bad.stdout
+    typo = report_cli(str(root / "runs"), "--out", str(out), "--baseline", "optim.lr=0.1", "--stat", "final:train/los")
+    assert typo.returncode == 2 and "no run logged train/los; the metrics are: eval/acc, train/grad_evals, train/loss" in typo.stdout
+
+
+def test_rates_compared_as_a_ratio_of_geometric_means():
+    def fitted(rate: float) -> Run:
+        r = run(1.0)
+        r.summary["convergence"] = {"conv/metric": "train/loss", "conv/kind": "linear", "conv/model": "exponential",
+                                    "conv/rate": rate}
+        return r
+
+    base = Group("A", [fitted(v) for v in (0.90, 0.92, 0.94)])
+    other = Group("B", [fitted(v) for v in (0.80, 0.85, 0.90)])
+    table = comparison_table(base, [other], Stat("rate"), "train/loss")
+    assert table.title == "fitted rate of train/loss: each group against A"
+    c = cells(table, "B")
+    ref = welch(np.array([0.90, 0.92, 0.94]), np.array([0.80, 0.85, 0.90]), log=True)
+    gmean = stats.gmean([0.80, 0.85, 0.90]) / stats.gmean([0.90, 0.92, 0.94])
+    assert ref.effect == pytest.approx(gmean) and c["ratio (group / baseline)"] == number(ref.effect, ref.hi - ref.lo)
+    p = stats.ttest_ind(np.log([0.80, 0.85, 0.90]), np.log([0.90, 0.92, 0.94]), equal_var=False).pvalue
+    assert c["Welch p"] == f"{p:.2g}"
