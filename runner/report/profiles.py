@@ -2,7 +2,7 @@
 sweep of problems: `runner-report --problem KEY --stat steps:METRIC<THRESH`.
 
 The values of the config key KEY (task.env, task.game) are the problems; the groups that differ
-only in KEY are one method. On each problem a method's cost is the median over its completed and
+only in KEY are one method, named by the config keys in which methods differ. On each problem a method's cost is the median over its completed and
 diverged runs of the --stat cost (steps, training time or gradient evaluations to the threshold;
 a run that never got there costs infinity, so the median is infinite when half the runs or more
 never did). Its ratio is that cost over the least cost of any method on the problem, and its
@@ -25,6 +25,7 @@ from matplotlib.ticker import FuncFormatter
 from runner.report.compare import COSTS, Stat, run_value
 from runner.report.figures import colours, panels_figure, plain
 from runner.report.html import Table
+from runner.report.names import ALL, shorten
 from runner.report.results import Group
 from runner.report.text import number
 
@@ -38,13 +39,18 @@ def methods(groups: Sequence[Group], key: str) -> tuple[dict[str, dict[str, Grou
     if not any(key in g.config for g in groups):
         raise ValueError(f"--problem {key!r}: not a config key of these runs; keys that differ between groups: "
                          f"{', '.join(varying) or 'none'}")
+    rests: dict[str, dict] = {}  # each method's config without KEY, by its text
+    for g in groups:
+        rest = {k: v for k, v in g.config.items() if k != key}
+        rests.setdefault(json.dumps(rest, sort_keys=True, default=str), rest)
+    differ = [k for k in dict.fromkeys(k for r in rests.values() for k in r)
+              if len({repr(r.get(k)) for r in rests.values()}) > 1]
+    short = shorten(differ)  # named as the report names groups: the keys that differ, shortest suffixes
+    names = {text: " ".join(f"{short[k]}={r.get(k)}" for k in differ) or ALL for text, r in rests.items()}
     found: dict[str, dict[str, Group]] = {}
-    names: dict[str, str] = {}
     for g in groups:
         rest = json.dumps({k: v for k, v in g.config.items() if k != key}, sort_keys=True, default=str)
-        label = " ".join(t for t in g.label.split() if not t.startswith(f"{key}=")) or "all runs"
-        name = names.setdefault(rest, label if label not in names.values() else f"{label} ({len(names) + 1})")
-        found.setdefault(name, {})[str(g.config.get(key))] = g
+        found.setdefault(names[rest], {})[str(g.config.get(key))] = g
     problems = list(dict.fromkeys(str(g.config.get(key)) for g in groups))
     return found, problems
 

@@ -110,16 +110,16 @@ def test_parse_stat_forms_and_errors():
 def test_baseline_and_compare_from_the_command_line(exported):  # noqa: F811
     root, _ = exported
     out = root / "compare_report"
-    cli = report_cli(str(root / "runs"), "--out", str(out), "--baseline", "optim.lr=0.1", "--stat", "final:train/loss")
+    cli = report_cli(str(root / "runs"), "--out", str(out), "--baseline", "lr=0.1", "--stat", "final:train/loss")
     assert cli.returncode == 0, cli.stdout
-    assert "final train/loss: each group against optim.lr=0.1" in cli.stdout
+    assert "final train/loss: each group against lr=0.1" in cli.stdout
     page = (out / "index.html").read_text()
     assert "<h2>Comparisons</h2>" in page and "no interval: the group has 1 run" in page
     assert "<h2>Comparisons</h2>" in (out / "static.html").read_text()
-    bad = report_cli(str(root / "runs"), "--out", str(out), "--compare", "optim.lr=0.1", "optim.lr=9")
-    assert bad.returncode == 2 and "--compare 'optim.lr=9': no group of that name" in bad.stdout
-    assert "'optim.lr=0.1'; 'optim.lr=1'" in bad.stdout
-    typo = report_cli(str(root / "runs"), "--out", str(out), "--baseline", "optim.lr=0.1", "--stat", "final:train/los")
+    bad = report_cli(str(root / "runs"), "--out", str(out), "--compare", "lr=0.1", "lr=9")
+    assert bad.returncode == 2 and "--compare 'lr=9': no group of that name" in bad.stdout
+    assert "'lr=0.1'; 'lr=1'" in bad.stdout
+    typo = report_cli(str(root / "runs"), "--out", str(out), "--baseline", "lr=0.1", "--stat", "final:train/los")
     assert typo.returncode == 2 and "no run logged train/los; the metrics are: eval/acc, train/grad_evals, train/loss" in typo.stdout
 
 

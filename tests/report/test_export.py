@@ -73,7 +73,7 @@ def test_records_round_trip_through_pandas(exported):
         assert g[6] == e[6] or (math.isnan(g[6]) and math.isnan(e[6])), (g, e)  # NaN and +-inf come back as logged
     assert df["step"].dtype == np.int64 and df["optim.lr"].dtype == np.float64 and df["seed"].dtype == np.int64
     assert "flag" not in df.columns and "optim.name" not in df.columns  # the same in every run
-    assert set(df["group"].astype(str)) == {"optim.lr=0.1", "optim.lr=1"}
+    assert set(df["group"].astype(str)) == {"lr=0.1", "lr=1"}
 
 
 def test_summaries_one_row_per_run(exported):
