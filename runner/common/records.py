@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,12 @@ VALUE_TYPES = {int, float, type(None)}
 
 def read_columns(folder: Path) -> dict[str, np.ndarray]:
     """`folder`/metrics.jsonl as {key: values} (NaN where a record lacks the key); {} when absent."""
+    return read_logged(folder)[0]
+
+
+def read_logged(folder: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The columns of `read_columns`, and for each key that some record lacks, True where a record
+    has it: a NaN that was logged (a diverged value) and one that was not are then told apart."""
     text = read_text(folder, NAME, MAX_RECORDS_BYTES)
     lines = [(i + 1, line) for i, line in enumerate(text.splitlines()) if line.strip()] if text else []
     records = _parse(lines)
@@ -34,7 +41,7 @@ def read_columns(folder: Path) -> dict[str, np.ndarray]:
         except ValueError as e:
             raise Unreadable(f"{NAME} line {lines[i][0]}: {e}") from None
     _check(records, lines)
-    return _columns(records) if records else {}
+    return _columns(records) if records else ({}, {})
 
 
 def _parse(lines: list[tuple[int, str]]) -> list[dict[str, Any]]:
@@ -72,11 +79,15 @@ def _check(records: list[dict[str, Any]], lines: list[tuple[int, str]]) -> None:
             raise Unreadable(f"{NAME} line {number}: {bad!r} is {kind(r[bad])}, not a number")
 
 
-def _columns(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+def _columns(records: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     # Most records carry the same keys (eval metrics come every eval_every steps): those are read
     # with one itemgetter call each, the rest key by key.
     usual = records[len(records) // 2].keys()
     odd = [i for i, r in enumerate(records) if r.keys() != usual]
+    if 2 * len(odd) > len(records):  # the middle record was itself an odd one (an eval step): the commonest keys
+        common = Counter(frozenset(records[i]) for i in odd).most_common(1)[0][0]
+        usual = next(records[i] for i in odd if records[i].keys() == common).keys()
+        odd = [i for i, r in enumerate(records) if r.keys() != usual]
     keys = list(dict.fromkeys(itertools.chain(usual, *(records[i] for i in odd))))
     table = np.full((len(records), len(keys)), np.nan)
     rows = np.ones(len(records), dtype=bool)
@@ -90,4 +101,10 @@ def _columns(records: list[dict[str, Any]]) -> dict[str, np.ndarray]:
             table[i] = np.array([records[i].get(k) for k in keys], dtype=float)
     except OverflowError:  # an integer beyond the range of a float
         raise Unreadable(f"{NAME}: a value too large for a float") from None
-    return {k: table[:, j] for j, k in enumerate(keys)}
+    logged = {}
+    for j, k in enumerate(keys):
+        has = [k in records[i] for i in odd]
+        if k not in usual or not all(has):
+            logged[k] = rows.copy() if k in usual else np.zeros(len(records), dtype=bool)
+            logged[k][odd] = has
+    return {k: table[:, j] for j, k in enumerate(keys)}, logged

@@ -11,7 +11,12 @@ Writes <out>/index.html (one file that works offline: interactive figures, plotl
 beside them; <out> is <first PATH>/report unless --out says otherwise. A folder holding claim.json (a claim's
 sweep) adds the claim's rows and its predicted law beside the measured curves. Every file read is
 untrusted input: a run folder with a file that cannot be used is left out and listed with why.
-Exit status 1 when no readable run was found or the report cannot be written there.
+Exit status 1 when no readable run was found or the report cannot be written there; 2 when
+--baseline, --compare or --problem name a group or key that the runs do not have.
+
+    runner-report SWEEP --export                                   # + records.parquet, summaries.parquet
+    runner-report SWEEP --baseline optim=sgd --stat "steps:train/loss<0.1"
+    runner-report SWEEP --problem task.env --stat "steps:rl/subopt<0.01"   # performance profiles
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -33,7 +38,9 @@ from rich.table import Table as RichTable
 from runner.report import html as H
 from runner.report import interactive as I
 from runner.report.aggregate import curve_metrics, y_scale
+from runner.report.asked import Asked, Unanswerable, answer, plan
 from runner.report.claims import claim_figure, claim_table, read_claims
+from runner.report.compare import Stat, parse_stat
 from runner.report.conv import local_figure, order_figure
 from runner.report.figures import VECTOR, image, metric_figure
 from runner.report.files import safe_name, writable, write
@@ -57,6 +64,7 @@ class Report:
     html: Path
     figures: list[Path]
     unreadable: list[tuple[Path, str]]  # run folders and claim files left out, with why
+    exported: list[Path] = field(default_factory=list)  # --export's parquet files
 
 
 class NoRuns(Exception):
@@ -67,15 +75,17 @@ class NoRuns(Exception):
         self.unreadable = unreadable
 
 
-def build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, str], str]] = ()) -> Report:
-    """Read every run below `paths`, write `out`/index.html and the figures; `labels` are the
-    user's group names ((selector, name), names.label_arg), a BadLabel before anything is written."""
+def build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, str], str]] = (),
+          asked: Asked | None = None) -> Report:
+    """Read every run below `paths`, write `out`/index.html and the figures (and what `asked` adds);
+    `labels` are the user's group names ((selector, name), names.label_arg), a BadLabel before
+    anything is written."""
     # Text from run folders never goes to LaTeX; PDFs embed TrueType fonts (journals refuse Type 3)
     with matplotlib.rc_context({"text.usetex": False, "pdf.fonttype": 42, "svg.hashsalt": "runner-report"}):
-        return _build(paths, out, labels)
+        return _build(paths, out, labels, asked or Asked())
 
 
-def _build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, str], str]]) -> Report:
+def _build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, str], str]], asked: Asked) -> Report:
     folders = find_runs(paths)
     runs, unreadable = read_runs(folders)
     claims = read_claims(paths, unreadable)
@@ -85,8 +95,9 @@ def _build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, st
                      f"no run folders (with summary.json or metrics.jsonl) in {where}", H.unreadable_table(unreadable))
     groups, common = group_runs(runs)
     name_groups(groups, labels)
-    writable(out)
     primary = primary_metric(runs)
+    extra = plan(asked, groups, primary)  # a group or key that is not there: said before anything is written
+    writable(out)
     metrics = curve_metrics(runs, primary)
     scales = {m: y_scale(runs, m) for m in metrics}
     log = {m for m, (kind, _) in scales.items() if kind == "log"}  # geometric means for these
@@ -94,6 +105,7 @@ def _build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, st
         old.unlink()
     figures, curves, lr_parts, conv_parts, claim_parts = [], [], [], [], []
     plots: dict[str, str] = {}  # each figure's static part -> its interactive part
+    answers = answer(extra, groups, primary, log, out, lambda fig, name: _save(fig, out / name, figures, plots))
     for i, metric in enumerate(metrics):
         curves.append(_save(metric_figure(groups, metric, scales[metric]), out / f"fig_{i:02d}_{safe_name(metric)}.png", figures, plots))
     finals = [m for m in dict.fromkeys([primary, "eval/acc", "train/loss", "rl/return"]) if m and m in scales]
@@ -125,11 +137,13 @@ def _build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, st
         ("Claims: predicted and measured", claim_parts),
         ("Convergence verdicts", [H.table_html(t) for t in verdicts] + conv_parts), ("Curves", curves),
         ("Stability: final metrics against the learning rate", lr_parts),
-        ("Final and best values, thresholds", [H.table_html(t) for t in tables])]
+        ("Final and best values, thresholds", [H.table_html(t) for t in tables]),
+        ("Comparisons", answers.comparisons), ("Performance profiles", answers.profiles)]
     write(out / "static.html", H.page("runner-report", meta, sections).encode())
     write(out / "index.html", I.page("runner-report", meta, sections, plots).encode())
     terminal = [t for t in (overview, bad, problems, provenance, fits, repeats) if t]
-    return Report(groups, primary, terminal + [claim_table(c) for c in claims], out / "index.html", figures, unreadable)
+    return Report(groups, primary, terminal + [claim_table(c) for c in claims] + answers.tables, out / "index.html",
+                  figures, unreadable, answers.exported)
 
 
 def _save(fig: Figure, path: Path, saved: list[Path], plots: dict[str, str]) -> str:
@@ -151,7 +165,7 @@ def _save(fig: Figure, path: Path, saved: list[Path], plots: dict[str, str]) -> 
 def rich_table(table: H.Table) -> RichTable:
     t = RichTable(title=escape(table.title), caption=escape(table.note), header_style="bold")
     for h in table.header:
-        t.add_column(escape(h), justify="left" if h in ("runs", "status", "kind (seeds)", *H.WRAPPED) else "right")
+        t.add_column(escape(h), justify="left" if h in ("runs", "status", "kind (seeds)", "method", *H.WRAPPED) else "right")
     for row in table.rows:
         t.add_row(*map(escape, row))  # cells hold [lo, hi]: text, not rich markup
     return t
@@ -166,6 +180,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--label", type=label_arg, action="append", default=[], metavar="'SELECTOR:NAME'",
                         help="name the group whose values match every key=value of SELECTOR, e.g. "
                              "'optim.lr=0.1:GD 1/L' (repeatable; a key may be its last part, lr for optim.lr)")
+    parser.add_argument("--export", action="store_true", help="also write <out>/records.parquet and summaries.parquet")
+    parser.add_argument("--baseline", metavar="GROUP", help="compare every other group with this one (its name in the report)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare group B with group A")
+    parser.add_argument("--stat", type=parse_stat, default=Stat("final"), metavar="STAT",
+                        help="what --baseline, --compare and --problem compare: final:METRIC, best:METRIC, "
+                             "steps:METRIC<THRESH (or >), time:..., evals:..., rate (default: the primary metric's final value)")
+    parser.add_argument("--problem", metavar="KEY", help="config key whose values are the problems of a performance profile")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     missing = [p for p in args.paths if not p.exists()]
@@ -179,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     t0 = time.perf_counter()
     try:
-        report = build(args.paths, out, args.label)
+        report = build(args.paths, out, args.label, Asked(args.export, args.baseline, tuple(args.compare or ()) or None,
+                                                          args.stat, args.problem))
+    except Unanswerable as e:
+        console.print(f"[red]{escape(str(e))}[/]", highlight=False)
+        return 2
     except (NoRuns, BadLabel) as e:
         if getattr(e, "unreadable", None):
             console.print(rich_table(e.unreadable))
@@ -195,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if report.unreadable:
         console.print(f"[yellow]{len(report.unreadable)} run folder(s) or claim files could not be read and are "
                       "left out: listed above and in the report[/]", highlight=False)
+    for path in report.exported:
+        console.print(f"exported: {escape(str(path))}", highlight=False, soft_wrap=True)
     console.print(f"report: {escape(str(report.html))} ({len(report.figures)} figures, {time.perf_counter() - t0:.1f} s)",
                   highlight=False, soft_wrap=True)
     return 0

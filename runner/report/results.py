@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from runner.common.records import read_columns
+from runner.common.records import read_logged
 from runner.common.runfiles import Unreadable, kind, read_json, read_yaml
 from runner.common.schema import check_summary, is_number
 
@@ -43,6 +43,7 @@ class Run:
     overrides: list[str]           # command-line overrides, NOT_LABELLED ones left out
     summary: dict[str, Any]        # {} while the run has not written one
     columns: dict[str, np.ndarray]  # metric -> value per record (NaN where not logged)
+    logged: dict[str, np.ndarray] = field(default_factory=dict)  # metric -> True where logged; absent: in every record
 
     @property
     def status(self) -> str:
@@ -117,7 +118,7 @@ def read_run(path: Path) -> Run:
     return Run(path, flat.get("seed"),
                {k: v for k, v in flat.items() if k.split(".")[0] not in NOT_GROUPED},
                [o for o in overrides or [] if o.lstrip("+~").split("=")[0] not in NOT_LABELLED],
-               summary, read_columns(path))
+               summary, *read_logged(path))
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
