@@ -12,7 +12,7 @@ beside them; <out> is <first PATH>/report unless --out says otherwise. A folder 
 sweep) adds the claim's rows and its predicted law beside the measured curves. Every file read is
 untrusted input: a run folder with a file that cannot be used is left out and listed with why.
 Exit status 1 when no readable run was found or the report cannot be written there; 2 when
---baseline, --compare or --problem name a group or key that the runs do not have.
+--label, --baseline, --compare or --problem name a group or key that the runs do not have.
 
     runner-report SWEEP --export                                   # + records.parquet, summaries.parquet
     runner-report SWEEP --baseline optim=sgd --stat "steps:train/loss<0.1"
@@ -202,10 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = build(args.paths, out, args.label, Asked(args.export, args.baseline, tuple(args.compare or ()) or None,
                                                           args.stat, args.problem))
-    except Unanswerable as e:
+    except (Unanswerable, BadLabel) as e:  # an option naming what the runs do not have: a usage error, as argparse's
         console.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 2
-    except (NoRuns, BadLabel) as e:
+    except NoRuns as e:
         if getattr(e, "unreadable", None):
             console.print(rich_table(e.unreadable))
         console.print(f"[red]{escape(str(e))}[/]", highlight=False)

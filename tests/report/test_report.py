@@ -210,7 +210,7 @@ def test_labels_name_groups_everywhere_and_a_bad_one_stops_before_any_work(sweep
     for label, said in (("lr=0.3:x", "matches no group"), ("scheme=extragradient:x", "matches 3 groups")):
         bad = report_cli(str(sweep), "--out", str(tmp_path / "bad"), "--label", label)
         text = " ".join(bad.stdout.split())
-        assert bad.returncode == 1 and f"--label '{label}' {said}" in text, text
+        assert bad.returncode == 2 and f"--label '{label}' {said}" in text, text
         assert "task=gan scheme=extragradient lr=0.05 steps=200 path_every=0" in text  # the groups' automatic names
         assert not (tmp_path / "bad").exists()
     usage = subprocess.run([sys.executable, "-m", "runner.report", str(sweep), "--label", "lr=0.2"], cwd=ROOT,
