@@ -227,8 +227,13 @@ class LanesLauncher(Launcher):
                 for m in members:
                     returns[m] = self._alone(jobs[m])
                 continue
-            codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened())
+            def ended(k: int, code: int) -> None:
+                returns[members[k]] = jobs[members[k]].end(code)
+
+            codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened(), ended)
             for m, code in zip(members, codes):
+                if m in returns:
+                    continue
                 if code is None:
                     jobs[m].run_alone()
                 returns[m] = jobs[m].end(code)
