@@ -102,7 +102,7 @@ LAUNCHER = "hydra_plugins.runner_lanes.lanes_launcher"
 PHASES = {
     "composing": [("hydra._internal.config_loader_impl", "ConfigLoaderImpl.load_sweep_config"),
                   (LAUNCHER, "Composer._derived")],
-    ".hydra/ files": [("hydra.core.utils", "_save_config"), ("hydra_plugins.runner_lanes.saved", "SavedYaml.save")],
+    ".hydra/ files": [("hydra.core.utils", "_save_config"), (LAUNCHER, "SavedYaml.save")],
     "steps": [("runner.run.job", "train"), ("runner.lanes.group_run", "train")],
     "convergence fit": [("runner.run.outcome", "fit_tail")],
     "summary.json": [("runner.run.outcome", "_write_summary")],
