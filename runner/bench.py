@@ -158,7 +158,8 @@ def lanes_vs_basic(overrides: list[str], jobs: int, rounds: int = 1) -> dict[str
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         task_class = get_object(compose("config", overrides=overrides).task._target_)
-    phases = {**PHASES, "figures": [(task_class.__module__, f"{task_class.__name__}.figures")]}
+    phases = {**PHASES, **({"figures": [(task_class.__module__, f"{task_class.__name__}.figures")]}
+                           if hasattr(task_class, "figures") else {})}
     times: dict[str, list[float]] = {"basic": [], "lanes": []}
     where: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
