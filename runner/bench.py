@@ -96,6 +96,9 @@ LANE_SWEEPS = {
     "bilinear": ["task=gan"],  # the bilinear game, simultaneous GDA, 2,000 steps, its phase-plane picture
     "bilinear-nofig": ["task=gan", "task.path_every=0"],  # the same without the picture
     "frozenlake": ["task=gridworld"],  # exact PG on FrozenLake 4x4, 1,000 steps, its policy.png
+    # the ring GAN, 256-256 MLP players, batch 256, SGD: 200 of its 2,000 steps (its W2 at 100 and 200,
+    # ARPACK at step 20), its samples.png pictures
+    "mog": ["task=gan", "task.game=mog", "model=mlp", "task.steps=200"],
 }
 LAUNCHER = "hydra_plugins.runner_lanes.lanes_launcher"
 # Where a sweep's time goes: (module, attribute) timed in both launchers (each name where it is called).

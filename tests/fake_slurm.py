@@ -4,13 +4,16 @@ launcher presets run through submitit's real SLURM executor in the tests.
 `sbatch FILE` runs the submission script that submitit wrote, once per array index, in the
 background, with the environment variables SLURM gives a job (submitit reads them to find its
 pickles); `srun` runs its command with the `--output`/`--error` files the script names; `sacct`
-reports each job as RUNNING until its script has returned. Install with `install(bin_dir)`.
+reports each job as RUNNING until its script has returned; `scontrol requeue JOB` (what submitit
+calls on SIGUSR2) runs the job's script again once it has returned, with SLURM_RESTART_COUNT one
+higher, as SLURM restarts a requeued job. Install with `install(bin_dir)`.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +34,16 @@ def install(bin_dir: Path) -> Path:
     return states
 
 
+def stop_all(states: Path) -> None:
+    """Kill every job still running (a test that failed while a job waited): each job's process group."""
+    for pid_file in states.glob("pid-*"):
+        if not (states / pid_file.name.removeprefix("pid-")).exists():
+            try:
+                os.killpg(int(pid_file.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _states() -> Path:
     return Path(os.environ["FAKE_SLURM_STATES"])
 
@@ -48,8 +61,12 @@ def sbatch(script: str) -> None:
             env |= {"SLURM_ARRAY_JOB_ID": job, "SLURM_ARRAY_TASK_ID": str(index)}
             name = f"{job}_{index}"
         marker = _states() / name
-        subprocess.Popen(["/bin/sh", "-c", f'/bin/bash "{script}"; touch "{marker}"'], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        again = _states() / f"requeue-{name}"  # written by `scontrol requeue` while the job runs
+        loop = (f'n=0; while :; do SLURM_RESTART_COUNT=$n /bin/bash "{script}"; [ -e "{again}" ] || break; '
+                f'rm -f "{again}"; n=$((n+1)); done; touch "{marker}"')
+        job_proc = subprocess.Popen(["/bin/sh", "-c", loop], env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
+        (_states() / f"pid-{name}").write_text(str(job_proc.pid))  # its process group, for `stop_all`
     print(f"Submitted batch job {job}")
 
 
@@ -84,6 +101,12 @@ def sacct(args: list[str]) -> None:
             print(f"{name}|{'COMPLETED' if marker else 'RUNNING'}|localhost")
 
 
+def scontrol(args: list[str]) -> None:
+    if args[:1] == ["requeue"]:
+        for job in args[1].split(","):
+            (_states() / f"requeue-{job}").touch()
+
+
 if __name__ == "__main__":
     command, rest = sys.argv[1], sys.argv[2:]
     if command == "sbatch":
@@ -92,3 +115,5 @@ if __name__ == "__main__":
         sys.exit(srun(rest))
     elif command == "sacct":
         sacct(rest)
+    elif command == "scontrol":
+        scontrol(rest)

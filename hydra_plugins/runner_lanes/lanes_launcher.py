@@ -204,41 +204,63 @@ class LanesLauncher(Launcher):
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from runner.lanes import group, group_run
-        from runner.run.identity import resolved_config
         from runner.run.outcome import console
 
+        jobs, resolved = self.compose(job_overrides, range(initial_job_idx, initial_job_idx + len(job_overrides)))
+        returns: dict[int, JobReturn] = {}
+        for members, why in self.plan(jobs, resolved):
+            if why is not None:
+                console.print(f"lanes: {len(members)} job{'s' * (len(members) > 1)} run one by one: {why}", highlight=False)
+            returns.update(self.run_group(jobs, members, alone=why is not None))
+        return [returns[k] for k in range(len(jobs))]
+
+    def compose(self, job_overrides: Sequence[Sequence[str]], idxs: Sequence[int]) -> tuple[list[Job], list[dict]]:
+        """Each job (job number `idxs[k]`) composed, and its resolved config (what groups are made of)."""
+        from runner.run.identity import resolved_config
+
         setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self._log_sweep()
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         composer = Composer(self.hydra_context.config_loader, self.config)
-        jobs = [Job(self, o, initial_job_idx + k, composer) for k, o in enumerate(job_overrides)]
+        jobs = [Job(self, o, idx, composer) for o, idx in zip(job_overrides, idxs, strict=True)]
         resolved = []
         for job in jobs:
             point(job.config)
             resolved.append(resolved_config(job.task_cfg))
-        returns: dict[int, JobReturn] = {}
+        return jobs, resolved
+
+    def plan(self, jobs: Sequence[Job], resolved: Sequence[dict]) -> list[tuple[list[int], str | None]]:
+        """The lane groups (positions in `jobs`), each with why its jobs run one by one (None: as lanes)."""
+        from runner.lanes import group
+
+        planned = []
         for members in group.groups(resolved, self.max_lanes):
             first = jobs[members[0]]
             why = "a group of one" if len(members) == 1 else (
                 "hydra.job.chdir=true" if first.config.hydra.job.chdir else group.refusal(first.config, resolved[members[0]]))
-            if why is not None:
-                console.print(f"lanes: {len(members)} job{'s' * (len(members) > 1)} run one by one: {why}", highlight=False)
-                for m in members:
-                    returns[m] = self._alone(jobs[m])
-                continue
-            def ended(k: int, code: int) -> None:
-                returns[members[k]] = jobs[members[k]].end(code)
+            planned.append((members, why))
+        return planned
 
-            codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened(), ended)
-            for m, code in zip(members, codes):
-                if m in returns:
-                    continue
-                if code is None:
-                    jobs[m].run_alone()
-                returns[m] = jobs[m].end(code)
-            self._log_sweep()
-        return [returns[k] for k in range(len(jobs))]
+    def run_group(self, jobs: Sequence[Job], members: Sequence[int], alone: bool) -> dict[int, JobReturn]:
+        """The jobs `members` (positions in `jobs`) as one lane group, or one by one (`alone`)."""
+        from runner.lanes import group_run
+
+        if alone:
+            return {m: self._alone(jobs[m]) for m in members}
+        returns = {}
+
+        def ended(k: int, code: int) -> None:
+            returns[members[k]] = jobs[members[k]].end(code)
+
+        codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened(), ended)
+        for m, code in zip(members, codes):
+            if m in returns:
+                continue
+            if code is None:
+                jobs[m].run_alone()
+            returns[m] = jobs[m].end(code)
+        self._log_sweep()
+        return returns
 
     def _alone(self, job: Job) -> JobReturn:
         ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=job.config,

@@ -22,10 +22,11 @@ from runner.run.loop import ASSESSING, Clock, Emit
 from runner.task.device import Runtime
 
 
-def host(values: Mapping[str, torch.Tensor | float]) -> dict[str, list[float] | float]:
-    """Per-lane tensors as lists, shared values as floats (one transfer per metric)."""
-    return {k: v.detach().double().tolist() if isinstance(v, torch.Tensor) and v.ndim else float(v)
-            for k, v in values.items()}
+def host(values: Mapping[str, torch.Tensor | list | float]) -> dict[str, list[float | None] | float]:
+    """Per-lane tensors as lists, shared values as floats (one transfer per metric); a list is already
+    per lane, None where a lane's single run records no value (an estimate that did not converge)."""
+    return {k: v if isinstance(v, list) else v.detach().double().tolist() if isinstance(v, torch.Tensor) and v.ndim
+            else float(v) for k, v in values.items()}
 
 
 def train(task, opts: Mapping[str, LaneOptimizer], rt: Runtime, emits: Sequence[Emit], *, log_every: int,
@@ -59,12 +60,15 @@ def train(task, opts: Mapping[str, LaneOptimizer], rt: Runtime, emits: Sequence[
         last_step, last_time = step, now
         wall = clock.wall()
         for i in live:
-            lane = {k: v[i] if isinstance(v, list) else v for k, v in values.items()}
+            lane = {k: v[i] if isinstance(v, list) else v for k, v in values.items()
+                    if not isinstance(v, list) or v[i] is not None}
             reason = emits[i]({"step": step, "time_s": wall, **lane, **{k: v[i] for k, v in lrs.items()}, **shared})
             if reason:
                 ends[i] = (step, reason)
                 for o in opts.values():
                     o.freeze(i)
+                if callable(getattr(task, "lane_ended", None)):  # a task that keeps records of its own (pictures)
+                    task.lane_ended(i)
         live = [i for i in live if ends[i] is None]
         if not live:
             break

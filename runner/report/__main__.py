@@ -4,6 +4,7 @@ and sweep folders, offline.
     runner-report outputs/multirun/2026-11-23/12-00-00            # one sweep
     runner-report outputs/multirun/2026-11-23 outputs/2026-11-23  # every run below these folders
     runner-report SWEEP --out reports/sgd_vs_adam                 # report folder of your choice
+    runner-report SWEEP --label 'optim.lr=0.1:GD 1/L'             # a group named as you choose
 
 Writes <out>/index.html (one file that works offline: interactive figures, plotly.js inlined),
 <out>/static.html (the same page with PNG figures, no script) and each figure as PNG, SVG and PDF
@@ -34,15 +35,18 @@ from runner.report import interactive as I
 from runner.report.aggregate import curve_metrics, y_scale
 from runner.report.claims import claim_figure, claim_table, read_claims
 from runner.report.conv import local_figure, order_figure
-from runner.report.figures import VECTOR, image, lr_figure, metric_figure
+from runner.report.figures import VECTOR, image, metric_figure
 from runner.report.files import safe_name, writable, write
+from runner.report.names import BadLabel, label_arg, name_groups
 from runner.report.results import Group, find_runs, group_runs, primary_metric, read_runs, swept_lr_keys
+from runner.report.stability import lr_figure
 from runner.report.verdicts import fit_table, repeats_table, runs_fit_table
 
 AGGREGATION = ("Curves: each group's runs are aligned on their logged steps (interpolated linearly inside each "
                "run's own range) and averaged; a run that stopped early leaves the mean where it stopped. Against "
                "time and gradient evaluations, the mean at a step sits at the runs' mean time (evaluations) there. "
-               "Log axes average log10 values (geometric mean), zeros drawn at the smallest positive value.")
+               "Log axes average log10 values (geometric mean), zeros drawn at the smallest positive value. "
+               "Bands: the 95% t-interval of the mean where 3 or more seeds; 1 or 2 seeds: no band, 2 drawn as thin lines.")
 
 
 @dataclass
@@ -63,14 +67,15 @@ class NoRuns(Exception):
         self.unreadable = unreadable
 
 
-def build(paths: Sequence[Path], out: Path) -> Report:
-    """Read every run below `paths`, write `out`/index.html and the figures."""
+def build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, str], str]] = ()) -> Report:
+    """Read every run below `paths`, write `out`/index.html and the figures; `labels` are the
+    user's group names ((selector, name), names.label_arg), a BadLabel before anything is written."""
     # Text from run folders never goes to LaTeX; PDFs embed TrueType fonts (journals refuse Type 3)
     with matplotlib.rc_context({"text.usetex": False, "pdf.fonttype": 42, "svg.hashsalt": "runner-report"}):
-        return _build(paths, out)
+        return _build(paths, out, labels)
 
 
-def _build(paths: Sequence[Path], out: Path) -> Report:
+def _build(paths: Sequence[Path], out: Path, labels: Sequence[tuple[dict[str, str], str]]) -> Report:
     folders = find_runs(paths)
     runs, unreadable = read_runs(folders)
     claims = read_claims(paths, unreadable)
@@ -78,8 +83,9 @@ def _build(paths: Sequence[Path], out: Path) -> Report:
         where = ", ".join(map(str, paths))
         raise NoRuns(f"none of the {len(folders)} run folders in {where} could be read" if folders else
                      f"no run folders (with summary.json or metrics.jsonl) in {where}", H.unreadable_table(unreadable))
-    writable(out)
     groups, common = group_runs(runs)
+    name_groups(groups, labels)
+    writable(out)
     primary = primary_metric(runs)
     metrics = curve_metrics(runs, primary)
     scales = {m: y_scale(runs, m) for m in metrics}
@@ -157,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     parser.add_argument("paths", nargs="+", type=Path, help="run folders, sweep folders, or folders above them")
     parser.add_argument("--out", type=Path, help="report folder (default: <first PATH>/report)")
+    parser.add_argument("--label", type=label_arg, action="append", default=[], metavar="'SELECTOR:NAME'",
+                        help="name the group whose values match every key=value of SELECTOR, e.g. "
+                             "'optim.lr=0.1:GD 1/L' (repeatable; a key may be its last part, lr for optim.lr)")
     args = parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 160)
     missing = [p for p in args.paths if not p.exists()]
@@ -170,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     t0 = time.perf_counter()
     try:
-        report = build(args.paths, out)
-    except NoRuns as e:
-        if e.unreadable:
+        report = build(args.paths, out, args.label)
+    except (NoRuns, BadLabel) as e:
+        if getattr(e, "unreadable", None):
             console.print(rich_table(e.unreadable))
         console.print(f"[red]{escape(str(e))}[/]", highlight=False)
         return 1

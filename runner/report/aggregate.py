@@ -8,12 +8,14 @@ where it stopped. Against time and gradient evaluations, the mean at a step is d
 time (evaluations) the runs took to reach it: averaging runs at equal times instead would mix
 runs at different steps, and a slow start of one run would jump the mean. Metrics drawn on a log
 axis are averaged as log10 (a geometric mean, band multiplicative), zeros lifted to the smallest
-positive value seen. Where only two runs are left the band is their two values.
+positive value seen, so neither the mean nor the band can reach zero or below. A band needs three
+runs (MIN_BAND): a t-interval on one degree of freedom is 12.7 times the half-difference of two
+values, wider than the data, so where fewer runs are left there is no band and the report draws
+the runs themselves (`tracks`).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ import numpy as np
 from runner.report.results import Run
 
 MAX_POINTS = 500  # grid points per curve: more than a figure a few inches wide can show
+MIN_BAND = 3  # runs needed for a t-band (n = 2: t = 12.7; n = 1: no spread at all)
 LOG_HINTS = ("norm", "dist", "gap", "subopt", "loss", "w2", "mmd", "err")  # quantities that go to zero
 NOT_CURVES = ("step", "time_s", "train/grad_evals", "diff/nfe", "diff/steps")
 AXES = {"step": "step", "time": "training time (s)", "grad_evals": "gradient evaluations",
@@ -53,16 +56,11 @@ def t_interval(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np
 
 
 def band(a: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, band ends and count along `axis`: the 95% t-interval of the mean where n >= 3; where
-    n = 2 the two values themselves (the t-interval on one degree of freedom is 12.7 times their
-    half-difference, wider than the data); NaN where n < 2."""
+    """Mean, band ends and count along `axis`: the 95% t-interval of the mean where n >= MIN_BAND,
+    NaN (no band) where fewer values are finite."""
     mean, half, n = t_interval(a, axis)
-    a = np.asarray(a, dtype=float)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, as meant
-        low, high = np.nanmin(a, axis=axis), np.nanmax(a, axis=axis)
-    two = n == 2
-    return mean, np.where(two, low, mean - half), np.where(two, high, mean + half), n
+    half = np.where(n >= MIN_BAND, half, np.nan)
+    return mean, mean - half, mean + half, n
 
 
 def stat(values: Iterable[float | None]) -> tuple[float, float, int]:
@@ -70,6 +68,12 @@ def stat(values: Iterable[float | None]) -> tuple[float, float, int]:
     a = np.array([v for v in values if v is not None], dtype=float)
     mean, half, n = t_interval(a) if a.size else (np.nan, np.nan, 0)
     return float(mean), float(half), int(n)
+
+
+def never_negative(runs: Sequence[Run], metric: str) -> bool:
+    """Whether every finite value of `metric` in `runs` is >= 0 (an entropy, a return in [0, 1], a norm)."""
+    values = [v[np.isfinite(v)] for r in runs if (v := r.columns.get(metric)) is not None]
+    return any(v.size for v in values) and all((v >= 0).all() for v in values)
 
 
 def y_scale(runs: Sequence[Run], metric: str) -> tuple[str, float | None]:
@@ -90,27 +94,35 @@ def y_scale(runs: Sequence[Run], metric: str) -> tuple[str, float | None]:
     return ("symlog", middle) if size.max() >= 1000 * middle else ("linear", None)
 
 
-def curve(runs: Sequence[Run], metric: str, axis: str, floor: float | None) -> Curve | None:
-    """Mean and 95% band of `metric` across `runs` at each step of the common step grid, placed at
-    the step, or at the mean over those runs of their time or gradient evaluations there."""
-    tracks = []  # (steps, metric values, x values) of each run, finite records only
+def tracks(runs: Sequence[Run], metric: str, axis: str, floor: float | None = None) -> list[tuple[np.ndarray, ...]]:
+    """(steps, values, x values) of each run that logged `metric` against `axis`, finite records only;
+    with `floor`, the values as log10 of max(value, floor)."""
+    out = []
     for run in runs:
         step, y, x = run.columns.get("step"), run.columns.get(metric), run.x(axis)
         if step is None or y is None or x is None:
             continue
         ok = np.isfinite(step) & np.isfinite(y) & np.isfinite(x)
         if ok.any():
-            tracks.append((step[ok], np.log10(np.maximum(y[ok], floor)) if floor else y[ok], x[ok]))
-    if not tracks:
+            out.append((step[ok], np.log10(np.maximum(y[ok], floor)) if floor else y[ok], x[ok]))
+    return out
+
+
+def curve(runs: Sequence[Run], metric: str, axis: str, floor: float | None) -> Curve | None:
+    """Mean and 95% band of `metric` across `runs` at each step of the common step grid, placed at
+    the step, or at the mean over those runs of their time or gradient evaluations there; with
+    `floor` (a log axis) in log10: geometric mean, band from the log10 values, all above zero."""
+    found = tracks(runs, metric, axis, floor)
+    if not found:
         return None
-    grid = np.unique(np.concatenate([s for s, _, _ in tracks]))
+    grid = np.unique(np.concatenate([s for s, _, _ in found]))
     grid = grid[np.unique(np.linspace(0, len(grid) - 1, min(len(grid), MAX_POINTS)).round().astype(int))]
-    values = np.vstack([np.interp(grid, s, y, left=np.nan, right=np.nan) for s, y, _ in tracks])
+    values = np.vstack([np.interp(grid, s, y, left=np.nan, right=np.nan) for s, y, _ in found])
     mean, lo, hi, n = band(values)
     if axis == "step":
         at = grid.astype(float)
     else:
-        xs = np.vstack([np.interp(grid, s, x, left=np.nan, right=np.nan) for s, _, x in tracks])
+        xs = np.vstack([np.interp(grid, s, x, left=np.nan, right=np.nan) for s, _, x in found])
         at = t_interval(np.where(np.isfinite(values), xs, np.nan))[0]
     if floor:
         mean, lo, hi = 10 ** mean, 10 ** lo, 10 ** hi

@@ -15,6 +15,7 @@ import numpy as np
 
 from runner.report.fit import NAMES, group_fit, value_text
 from runner.report.results import UNFINISHED, Group, Run
+from runner.report.targets import NOTE, reached_text
 from runner.report.text import mean_ci
 from runner.run.provenance import differing, flatten
 
@@ -38,9 +39,19 @@ def status_counts(runs: Sequence[Run]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s])
 
 
+def stopped_at(run: Run) -> int:
+    """The run's last step: summary.json's `steps`, else its last record's."""
+    return run.summary["steps"] if run.summary.get("steps") is not None else _last_step(run)
+
+
 def steps_text(runs: Sequence[Run]) -> str:
-    steps = sorted({r.summary["steps"] if r.summary.get("steps") is not None else _last_step(r) for r in runs})
-    return str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    steps = sorted({stopped_at(r) for r in runs})
+    text = str(steps[0]) if len(steps) == 1 else f"{steps[0]}-{steps[-1]}"
+    if steps == [0]:  # nothing trained (a sampler): its records are at the step counts it sampled with
+        logged = np.concatenate([r.columns.get("step", np.array([])) for r in runs])
+        logged = logged[np.isfinite(logged)]
+        text += f" (records at steps {logged.min():g}-{logged.max():g})" if logged.size else ""
+    return text
 
 
 def _last_step(run: Run) -> int:
@@ -74,8 +85,9 @@ def overview(groups: Sequence[Group], log: Collection[str] = ()) -> Table:
         repeats = f", {len(g.repeats)} repeat{'s' * (len(g.repeats) > 1)} of a seed left out" if g.repeats else ""
         rows.append([g.label, status_counts(g.runs) + repeats, steps_text(g.runs),
                      final if same or not primary else f"{primary} {final}", shown,
-                     mean_ci(r.summary.get("wall_time_s") for r in g.finished())])
-    return Table("Groups", f"one row per config, seeds pooled; numbers: {CI} (completed and diverged runs)",
+                     mean_ci((r.summary.get("wall_time_s") for r in g.finished()), True)])  # times: never below 0
+    return Table("Groups", f"one row per config, seeds pooled; numbers: {CI}; wall time: geometric mean [interval] "
+                 "(completed and diverged runs)",
                  header, rows)
 
 
@@ -102,19 +114,15 @@ def thresholds_table(groups: Sequence[Group]) -> Table | None:
         return None
     rows = []
     for g in groups:
-        hits = [_reached(r) for r in g.finished()]
-        rows.append([g.label, *(_reached_text([h.get(n) for h in hits]) for n in names)])
+        hits = [(_reached(r), stopped_at(r)) for r in g.finished()]
+        rows.append([g.label, *(reached_text([h[n] for h, _ in hits if n in h], [t for h, t in hits if n in h])
+                                for n in names)])
     every = sorted({c["conv/resolution"] for g in groups for r in g.finished()
                     for c in [r.summary.get("convergence") or {}] if c.get("conv/resolution")})
     resolution = f" (the metric was recorded every {'-'.join(f'{v:g}' for v in sorted({every[0], every[-1]}))} steps: the " \
                  "crossing lies up to that many steps earlier)" if every else ""
     return Table("Steps to each threshold", f"first logged step at which the metric was below the value{resolution}; "
-                 f"{CI}, over the runs that reached it; (k/n): k of the group's n runs reached it", ["group", *names], rows)
-
-
-def _reached_text(steps: list[float | None]) -> str:
-    got = [s for s in steps if s is not None]
-    return f"{mean_ci(got) if got else 'never'} ({len(got)}/{len(steps)})"
+                 f"{NOTE}", ["group", *names], rows)
 
 
 def problems_table(groups: Sequence[Group]) -> Table | None:

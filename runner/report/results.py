@@ -60,6 +60,7 @@ class Group:
     label: str
     runs: list[Run]                 # one run per seed (repeats left out)
     repeats: list[tuple[Run, Run]] = field(default_factory=list)  # (repeat left out, run kept instead)
+    parts: list[tuple[str, str, str]] = field(default_factory=list)  # (key, short key, value) setting it apart (names)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -131,8 +132,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 # --- grouping --------------------------------------------------------------------------------
 
 def group_runs(runs: Sequence[Run]) -> tuple[list[Group], list[str]]:
-    """Groups of runs with equal configs (seed aside), in order of first appearance, each named by
-    the overrides that set it apart; and the overrides common to every group."""
+    """Groups of runs with equal configs (seed aside), in order of first appearance, each labelled by
+    the overrides that set it apart (the report renames them: runner.report.names); and the
+    overrides common to every group."""
     by_config: dict[str, list[Run]] = {}
     for run in runs:
         key = json.dumps(run.config, sort_keys=True, default=str) if run.config else str(run.path)

@@ -35,7 +35,17 @@ def number(v: float | None, width: float = math.nan) -> str:
     if width <= 1e-7 * abs(v):
         return f"{v:.7g}"
     digits = 1 - math.floor(math.log10(width))
-    return f"{v:.{max(digits, 0)}f}" if 1e-4 <= abs(v) < 1e6 and digits <= 10 else f"{v:.3g}"
+    text = f"{v:.{max(digits, 0)}f}" if 1e-4 <= abs(v) < 1e6 and digits <= 10 else f"{v:.3g}"
+    return text if v == 0 or float(text) != 0 else significant(v, 2)  # a value far below the spread: not "-0.0"
+
+
+def significant(v: float, digits: int) -> str:
+    """v to `digits` significant digits, trailing zeros kept (0.10, 170, 4.0e-16)."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    if 1e-4 <= abs(v) < 1e6:
+        return f"{v:.{max(0, digits - 1 - math.floor(math.log10(abs(v))))}f}"
+    return f"{v:.{digits - 1}e}"
 
 
 def mean_ci(values: Iterable[float | None], log: bool = False) -> str:
@@ -50,6 +60,11 @@ def mean_ci(values: Iterable[float | None], log: bool = False) -> str:
     if log and a.size >= 3 and (a > 0).all():
         mean, half, _ = t_interval(np.log(a))
         lo, hi = math.exp(mean - half), math.exp(mean + half)
-        return f"{number(math.exp(mean), hi - lo)} [{number(lo, hi - lo)}, {number(hi, hi - lo)}]"
+        if half <= 1e-7:  # seeds that agree to rounding
+            return f"{math.exp(mean):.7g} (all {a.size} seeds)"
+        # significant digits by the interval's relative width: its low end, decades below the high
+        # one, keeps digits of its own rather than rounding to 0.0
+        digits = min(7, max(2, 1 - math.floor(math.log10(math.expm1(2 * half)))))
+        return f"{significant(math.exp(mean), digits)} [{significant(lo, digits)}, {significant(hi, digits)}]"
     mean, half, _ = stat(a)
     return fmt(mean, half if a.size > 2 else math.nan)

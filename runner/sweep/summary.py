@@ -253,24 +253,21 @@ def sweep_table(rows: list[dict[str, Any]], sweep_dir: Path, console: Console | 
         hidden = [k for k in extra if k not in keys] + ([] if timed else ["time"])
         note = f"not shown at {console.width} columns: {', '.join(hidden)} (in each job's summary.json)" if hidden else ""
         table = _table(rows, sweep_dir, one_primary, keys, timed, note)
-        if console is None or _least_width(console, table) <= console.width:
-            break
-    return table
+        if console is None or _width(console, table) <= console.width:
+            return table
+    return _table(rows, sweep_dir, one_primary, [], False, note, least=False)  # narrower still: rich wraps freely
 
 
-def _least_width(console: Console, table) -> int:
-    """The columns the table needs with its wrapping columns at their narrowest: its unwrapped
-    columns at their widest cell, plus the borders and a space either side of each cell."""
-    from rich.measure import Measurement
+def _width(console: Console, table) -> int:
+    """The columns the table takes as rich lays it out at this console's width, before the console
+    crops its lines (rich keeps each column's min_width even where that makes the table wider)."""
+    from rich.segment import Segment
 
-    def widest(col) -> int:
-        return max(Measurement.get(console, console.options, c).maximum for c in (col.header, *col.cells))
-
-    return 1 + sum(3 + (col.min_width or 1 if not col.no_wrap else widest(col)) for col in table.columns)
+    return max(Segment.get_line_length(line) for line in Segment.split_lines(console.render(table, console.options)))
 
 
 def _table(rows: list[dict[str, Any]], sweep_dir: Path, one_primary: str | None, extra: list[str], timed: bool,
-           note: str = ""):
+           note: str = "", least: bool = True):
     from rich.markup import escape
     from rich.table import Table
 
@@ -285,7 +282,7 @@ def _table(rows: list[dict[str, Any]], sweep_dir: Path, one_primary: str | None,
                           (one_primary or "primary", "right"), *((k, "right") for k in extra), ("verdict", "left"),
                           ("steps", "right"), *((("time", "right"),) if timed else ())):
         table.add_column(name, justify=justify, overflow="fold", no_wrap=name not in WRAPPED,
-                         min_width=WRAPPED.get(name), max_width=60 if name == "status" else None)
+                         min_width=WRAPPED.get(name) if least else None, max_width=60 if name == "status" else None)
     for r in rows:
         s, colour = r["summary"], {"completed": "green", "diverged": "yellow"}.get(r["status"], "red")
         final = s.get("final", {})

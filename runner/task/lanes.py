@@ -8,7 +8,9 @@ where its single run starts). The batched task meets the protocol of runner/task
 except that its metrics are tensors with one value per lane (or plain floats shared by all), and
 that its optional measurements after training, `assess(ended)`, yield one list per record: each
 lane's record (None for the lanes in `ended`, which stopped), made and kept by the lane's own task
-(diffusion: the sampler at every step count, all lanes' samples in one batch).
+(diffusion: the sampler at every step count, all lanes' samples in one batch). A batched task may
+define `lane_ended(i)`, called when lane i diverges (it is frozen from then on): the GAN's stops
+measuring it and keeping its snapshots.
 
 Its variables are `LaneModule`s: each variable of every lane stacked as rows, one parameter per
 *bucket* of lanes that share optimizer hyperparameters (one optimizer each, so a learning rate never

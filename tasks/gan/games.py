@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from runner.task.rng import stream
 from tasks.shared.transport import w2
 
 Players = Mapping[str, nn.Module]
@@ -103,37 +104,50 @@ class Mixture:
 
     def __init__(self, device: torch.device, mixture: str = "ring", std: float | None = None, latent_dim: int = 16,
                  batch_size: int = 256, loss: str = "standard", reg: str = "none", gamma: float = 0.0,
-                 gp_weight: float = 10.0, eval_samples: int = 2500, w2_samples: int = 1000, mode_min: int = 20, **_):
+                 gp_weight: float = 10.0, eval_samples: int = 2500, w2_samples: int = 1000, mode_min: int = 20,
+                 dtype: torch.dtype = torch.float32, **_):
         if mixture == "ring":
-            angles = torch.arange(8) * (2 * math.pi / 8)
+            angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
             self.centers = 2.0 * torch.stack([angles.cos(), angles.sin()], 1)
         else:
-            ticks = torch.arange(-4.0, 5.0, 2.0)
+            ticks = torch.arange(-4.0, 5.0, 2.0, dtype=torch.float64)
             self.centers = torch.cartesian_prod(ticks, ticks)
-        self.centers = self.centers.to(device)
+        self.centers = self.centers.to(device, dtype)
         self.std = std if std is not None else (0.02 if mixture == "ring" else 0.05)
-        self.device, self.latent_dim, self.batch_size = device, latent_dim, batch_size
+        self.device, self.dtype, self.latent_dim, self.batch_size = device, dtype, latent_dim, batch_size
         self.loss, self.reg, self.gamma, self.gp_weight = loss, reg, gamma, gp_weight
         self.eval_samples, self.w2_samples, self.mode_min = eval_samples, w2_samples, mode_min
         self.eq = None
+        # every draw of the game, at the start and while it trains (minibatches, WGAN-GP's interpolation,
+        # evaluation noise), comes from the run's own stream, so a lane draws what its single run draws
+        # (tasks/gan/lanes.py); drawn every step, it lives on the run's device
+        self.gen = stream("gan/mog", device)
         self.eval_real = self.real(eval_samples)
         # one draw of the floor varies by ~20% (the share of samples per mode is random): average 3
         self.w2_floor = sum(w2(self.real(w2_samples), self.eval_real[:w2_samples]) for _ in range(3)) / 3
         self.snapshots: list[tuple[int, Tensor, dict]] = []
 
+    def _randn(self, *shape: int) -> Tensor:
+        return torch.randn(shape, device=self.device, dtype=self.dtype, generator=self.gen)
+
     def real(self, n: int) -> Tensor:
-        idx = torch.randint(len(self.centers), (n,), device=self.device)
-        return self.centers[idx] + self.std * torch.randn(n, 2, device=self.device)
+        idx = torch.randint(len(self.centers), (n,), device=self.device, generator=self.gen)
+        return self.centers[idx] + self.std * self._randn(n, 2)
 
     def players(self, model: Callable[..., nn.Module], init_scale: float) -> dict[str, nn.Module]:
-        return {"generator": model(in_shape=(self.latent_dim,), num_classes=2),
-                "discriminator": model(in_shape=(2,), num_classes=1)}
+        return {"generator": model(in_shape=(self.latent_dim,), num_classes=2).to(self.dtype),
+                "discriminator": model(in_shape=(2,), num_classes=1).to(self.dtype)}
 
-    def sample(self) -> tuple[Tensor, Tensor]:
-        return self.real(self.batch_size), torch.randn(self.batch_size, self.latent_dim, device=self.device)
+    def sample(self) -> tuple[Tensor, ...]:
+        """One minibatch: real samples, the generator's noise and, for WGAN-GP, the interpolation weights."""
+        batch = (self.real(self.batch_size), self._randn(self.batch_size, self.latent_dim))
+        if self.loss == "wgan_gp":
+            batch += (torch.rand(self.batch_size, 1, device=self.device, dtype=self.dtype, generator=self.gen),)
+        return batch
 
-    def losses(self, players: Players, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        real, noise = batch
+    def losses(self, players: Players, batch: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """(L_G, L_D) on a minibatch (samples along the second-to-last dimension; leading ones are lanes)."""
+        real, noise = batch[:2]
         generator, disc = players["generator"], players["discriminator"]
         fake = generator(noise)
         real = real.requires_grad_(self.reg == "r1")
@@ -142,17 +156,24 @@ class Mixture:
         if self.reg != "none":  # gradient penalty at real (R1) or generated (R2) samples
             at, d_at = (real, d_real) if self.reg == "r1" else (fake, d_fake)
             g = torch.autograd.grad(d_at.sum(), at, create_graph=True)[0]
-            loss_d = loss_d + self.gamma / 2 * g.pow(2).sum(1).mean()
+            loss_d = loss_d + self.gamma / 2 * g.pow(2).sum(-1).mean(-1)
         if self.loss == "wgan_gp":
-            eps = torch.rand(len(real), 1, device=self.device)
+            eps = batch[2]
             mix = eps * real.detach() + (1 - eps) * fake
             g = torch.autograd.grad(disc(mix).sum(), mix, create_graph=True)[0]
-            loss_d = loss_d + self.gp_weight * (g.norm(dim=1) - 1).pow(2).mean()
+            loss_d = loss_d + self.gp_weight * (g.norm(dim=-1) - 1).pow(2).mean(-1)
         return loss_g, loss_d
+
+    def eval_noise(self) -> Tensor:
+        return self._randn(self.eval_samples, self.latent_dim)
 
     @torch.no_grad()
     def evaluate(self, players: Players, step: int) -> dict[str, Tensor | float]:
-        fake = players["generator"](torch.randn(self.eval_samples, self.latent_dim, device=self.device))
+        return self.measure(players["generator"](self.eval_noise()), step)
+
+    @torch.no_grad()
+    def measure(self, fake: Tensor, step: int) -> dict[str, Tensor | float]:
+        """What is measured of `fake`, the generator's output at `eval_noise()`; kept for the pictures."""
         dist, nearest = torch.cdist(fake, self.centers).min(1)
         hq = dist < 3 * self.std
         per_mode = torch.bincount(nearest[hq], minlength=len(self.centers))

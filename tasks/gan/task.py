@@ -26,6 +26,11 @@ the Jacobian of v = -F (negative real parts everywhere: locally attracting; zero
 (Arnoldi) from vector-Jacobian products (the eigenvalues of J and J^T are the same), at a fixed
 minibatch for `mog`. Primary convergence metric: gan/dist_to_eq where the equilibrium is known
 (bilinear, dirac), else gan/field_norm.
+
+`mog` draws everything (real samples, the generator's noise, WGAN-GP's interpolation weights, the
+evaluation's noise) from the run's own generator (runner/task/rng.py, saved with the task's state),
+never from torch's global one, so a lane of a group (tasks/gan/lanes.py) draws what its single run
+draws; with `precision=fp64` its players and samples are float64.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ log = logging.getLogger(__name__)
 
 class GameGDA:
     lane_safe = ("init_scale", "gamma", "lr_ratio")  # task keys that may differ between lanes (README "Lanes")
+    fp64 = True  # the point games compute in float64 always; mog's players and samples in the runtime's dtype
 
     def __init__(self, runtime: Runtime, model: Callable[..., nn.Module], game: str = "bilinear",
                  scheme: str = "simultaneous", steps: int = 2000, dim: int = 1, sv_min: float = 1.0,
@@ -65,7 +71,7 @@ class GameGDA:
         self.game = GAMES[game](runtime.device, dim=dim, sv_min=sv_min, sv_max=sv_max, loss=loss, reg=reg,
                                 gamma=gamma, gp_weight=gp_weight, mixture=mixture, std=std, latent_dim=latent_dim,
                                 batch_size=batch_size, eval_samples=eval_samples, w2_samples=w2_samples,
-                                mode_min=mode_min)
+                                mode_min=mode_min, dtype=runtime.param_dtype)
         self.players = {r: m.to(runtime.device) for r, m in self.game.players(model, init_scale).items()}
         self.params = [p for r in ROLES for p in self.players[r].parameters()]
         self.own = {r: list(self.players[r].parameters()) for r in ROLES}  # each player's parameters
@@ -112,11 +118,8 @@ class GameGDA:
 
     @staticmethod
     def lane_refusal(root: DictConfig) -> str | None:
-        """Why this config's jobs cannot run as lanes (tasks/gan/lanes.py), or None."""
-        if root.task.game not in ("bilinear", "dirac"):
-            return f"task.game={root.task.game}: minibatches and MLP players are not batched over lanes (yet)"
-        if 2 * (root.task.dim if root.task.game == "bilinear" else 1) > root.task.jacobian_max:
-            return "task.jacobian_max below the parameter count: ARPACK's estimate is not batched over lanes"
+        """Every game, scheme and setting runs as lanes (tasks/gan/lanes.py; what is not batched, the
+        Jacobian's eigenvalues of MLP players or by ARPACK and mog's W2, runs lane by lane there)."""
         return None
 
     @staticmethod
@@ -132,7 +135,8 @@ class GameGDA:
         """What a checkpoint needs beyond the players and optimizers (resume continues exactly)."""
         return {"grad_evals": self.grad_evals, "step_count": self.step_count, "last_jacobian": self.last_jacobian,
                 "previous": self._previous, "path": self.path[:self.path_len].clone(), "path_every": self.path_every,
-                "game": {k: getattr(self.game, k) for k in GAME_STATE if hasattr(self.game, k)}}
+                "game": {k: getattr(self.game, k) for k in GAME_STATE if hasattr(self.game, k)},
+                "rng": self.game.gen.get_state() if hasattr(self.game, "gen") else None}  # mog's own stream
 
     def load_state_dict(self, state: Mapping) -> None:
         self.grad_evals, self.step_count = state["grad_evals"], state["step_count"]
@@ -141,6 +145,8 @@ class GameGDA:
         self.path[:self.path_len] = state["path"]
         for k, v in state["game"].items():
             setattr(self.game, k, v)
+        if state.get("rng") is not None:
+            self.game.gen.set_state(state["rng"])
 
     # ---- the vector field and its Jacobian ------------------------------------------------
     def field(self, batch=None, create_graph: bool = False) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
@@ -188,10 +194,14 @@ class GameGDA:
         vjp, p = self.jacobian_vjp(), self.params[0]
         op = LinearOperator((self.n_params,) * 2, dtype=np.float64, matvec=lambda u: vjp(
             torch.as_tensor(np.ravel(u), dtype=p.dtype, device=p.device)).double().cpu().numpy())
+        # ARPACK's own random start vector comes from a state kept across calls in the process, so a
+        # run's estimate would depend on the runs before it (a sweep's earlier jobs, the other lanes)
+        v0 = np.random.default_rng(0).standard_normal(self.n_params)
         out = {}
         for key, which in (("gan/jac_max_real", "LR"), ("gan/jac_max_abs", "LM")):
             try:
-                vals = eigs(op, k=1, which=which, maxiter=self.jacobian_iters, tol=1e-3, return_eigenvectors=False)
+                vals = eigs(op, k=1, which=which, v0=v0, maxiter=self.jacobian_iters, tol=1e-3,
+                            return_eigenvectors=False)
             except ArpackNoConvergence as e:  # leave the value out rather than log an unconverged one
                 log.warning("ARPACK: %s not converged in %d restarts at step %d; raise task.jacobian_iters",
                             key, self.jacobian_iters, self.step_count)

@@ -7,16 +7,19 @@ in a temporary working folder, so their relative run folders (`outputs/...`) lan
 Left out, each for a reason of its own: `logger.mode=online` needs an account and the network;
 the SLURM line needs real CIFAR files in the job's own process (a test's fake files cannot match
 torchvision's checksums there); the presets (`experiment=NAME`) run in tests/contract/test_options.py, as
-does the SLURM launcher.
+does the SLURM launcher. The lanes-on-SLURM line (`hydra/launcher=lanes_slurm`) runs here, with
+tests/fake_slurm.py standing in for SLURM's commands.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
 import pytest
 
+from tests import fake_slurm
 from tests.helpers import ROOT, compose_cfg, data_dir_for, run_main, tiny_budget
 
 NOT_HERE = ("logger.mode=online", "hydra/launcher=slurm", "experiment=")
@@ -59,6 +62,9 @@ def test_every_readme_command_runs(command, tmp_path, monkeypatch, request):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     args = as_run_here(command, request)
+    if "hydra/launcher=lanes_slurm" in command:
+        states = fake_slurm.install(tmp_path / "bin")
+        monkeypatch.setenv("PATH", f"{states.parent}:{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
     code, out = run_main(request.getfixturevalue("capsys"), *args)
     assert code == 0, (args, out)

@@ -24,7 +24,11 @@ OBJECTIVE = ("task=objective", "problem=reddi", "optim=adam", "optim.betas=[0.0,
              "optim.lr=0.1,0.2", "seed=0,1")
 REINFORCE = ("task=gridworld", "task.method=reinforce", "task.batch_size=4", "task.horizon=30", "task.steps=40",
              "log_every=5", "optim=momentum", "optim.lr=0.5", "task.tau=0,0.01", "seed=0,1")
-CASES = {"gan-optimistic-adam": GAN, "objective-online-adam": OBJECTIVE, "gridworld-reinforce": REINFORCE}
+MOG = ("task=gan", "task.game=mog", "model=mlp", "model.hidden=[4]", "task.scheme=optimistic", "optim=adam",
+       "task.batch_size=16", "task.eval_samples=200", "task.w2_samples=100", "task.steps=60", "log_every=10",
+       "eval_every=20", "task.jacobian_every=20", "precision=fp64", "seed=0,1", "optim.lr=0.01,0.02")  # streams, snapshots
+CASES = {"gan-optimistic-adam": GAN, "objective-online-adam": OBJECTIVE, "gridworld-reinforce": REINFORCE,
+         "gan-mog-optimistic": MOG}
 
 
 def summary(run_dir: Path) -> dict:

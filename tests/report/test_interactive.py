@@ -39,23 +39,24 @@ def report(tmp_path_factory):
     return build([root / "sweep"], root / "report")
 
 
-def test_each_group_is_one_legend_entry_with_its_band_and_marks_and_hover_names_it(report):
+def test_each_group_is_one_legend_entry_with_its_runs_and_marks_and_hover_names_it(report):
+    """Two seeds a group: no band, each run a thin line in its group's legend entry, hover naming the seed."""
     groups = [g for g in report.groups]
     fig = metric_figure(groups, "gan/dist_to_eq", ("log", None))
     fig.savefig(io.BytesIO(), format="png")  # settles the layout, as the report's PNG does
     spec = figure_spec(fig)
     legend = [t for t in spec["data"] if t["showlegend"]]
-    assert sorted(t["legendgroup"] for t in legend) == sorted(f"{g.label} (n=2)" for g in groups)
+    assert sorted(t["legendgroup"] for t in legend) == sorted(f"{g.label} (n=2, no band)" for g in groups)
     for g in groups:
-        mine = [t for t in spec["data"] if t.get("legendgroup") == f"{g.label} (n=2)"]
-        bands = [t for t in mine if t.get("fill") == "toself"]
-        assert all(t["hoverinfo"] == "skip" for t in bands)
+        mine = [t for t in spec["data"] if t.get("legendgroup") == f"{g.label} (n=2, no band)"]
+        assert not [t for t in mine if t.get("fill") == "toself"]  # two seeds: no band
         lines = [t for t in mine if "hovertemplate" in t]
-        assert lines and all(t["hovertemplate"].startswith(f"<b>{g.label} (n=2)</b><br>") for t in lines)
-        if g.runs[0].status == "diverged":  # no band of its own past 20 steps, but its x marks
+        means = [t for t in lines if t["hovertemplate"].startswith(f"<b>{g.label} (n=2, no band)</b><br>")]
+        runs = [t for t in lines if t["hovertemplate"].startswith(f"<b>{g.label} seed ")]
+        assert len(means) >= 3 and len(runs) == 6, g.label  # per x-axis (step, time, gradient evaluations): 1 mean, 2 runs
+        assert all(t["line"]["width"] < means[0]["line"]["width"] for t in runs)
+        if g.runs[0].status == "diverged":
             assert any(t["mode"] == "markers" and t["marker"]["symbol"] == "x-thin-open" for t in lines)
-        else:
-            assert len(bands) == 3  # one per x-axis: step, time, gradient evaluations
     assert [spec["layout"][f"yaxis{k}"]["type"] for k in ("", "2", "3")] == ["log"] * 3
     assert spec["layout"]["yaxis2"]["matches"] == "y"  # panels share y, as in the PNG
     assert spec["axes"] == {"x": ["xaxis", "xaxis2", "xaxis3"], "y": ["yaxis", "yaxis2", "yaxis3"]}

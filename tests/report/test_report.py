@@ -111,20 +111,21 @@ def test_report_writes_html_and_nonblank_figures(sweep, cli):
 
 def test_groups_seeds_and_statuses(report):
     assert len(report.groups) == 4
-    assert group(report, "optim.lr=0.2").label == "task=gan task.scheme=extragradient optim.lr=0.2 task.steps=200 task.path_every=0"
-    assert group(report, "+task.fail_at=15").label == "task._target_=tests.faulty.FailingClassifier +task.fail_at=15 task.epochs=1"
-    killed_group = group(report, "optim.lr=0.05")
+    # named by what sets them apart, each key by its shortest unambiguous last part
+    assert group(report, "lr=0.2").label == "task=gan scheme=extragradient lr=0.2 steps=200 path_every=0"
+    assert group(report, "fail_at=15").label == "_target_=tests.faulty.FailingClassifier fail_at=15 epochs=1"
+    killed_group = group(report, "lr=0.05")
     assert sorted(r.seed for r in killed_group.runs) == [0, 1, 7]
     assert sorted(r.status for r in killed_group.runs) == ["completed", "completed", "unfinished"]
     assert len(next(r for r in killed_group.runs if r.status == "unfinished").columns["step"]) == 10  # cut line dropped
-    assert [r.status for r in group(report, "optim.lr=2").runs] == ["diverged", "diverged"]
-    assert [r.status for r in group(report, "+task.fail_at=15").runs] == ["failed"]
+    assert [r.status for r in group(report, "lr=2").runs] == ["diverged", "diverged"]
+    assert [r.status for r in group(report, "fail_at=15").runs] == ["failed"]
     assert report.primary == "gan/dist_to_eq"
 
 
 def test_terminal_table_and_failed_runs_listed_with_why(sweep, cli):
     out = cli.stdout
-    assert "Groups" in out and "optim.lr=0.2" in out and "2 completed" in out
+    assert "Groups" in out and " lr=0.2 " in out and "2 completed" in out
     assert "1 failed" in out and "2 diverged" in out and "1 unfinished" in out
     assert "Runs that did not complete" in out
     assert "RuntimeError: boom at step 15" in out.replace("\n", " ") or "boom at step 15" in out
@@ -140,7 +141,7 @@ def test_two_seeds_are_reported_as_their_two_values(sweep, cli):
     s = summaries(sweep)
     finals = sorted(s[j]["final"]["gan/dist_to_eq"] for j in ("2", "3"))  # lr 0.2, seeds 0 and 1
     html = (sweep / "report" / "index.html").read_text()
-    row = html[html.index("<td>task=gan task.scheme=extragradient optim.lr=0.2 "):].split("</tr>")[0]
+    row = html[html.index("<td>task=gan scheme=extragradient lr=0.2 "):].split("</tr>")[0]
     assert f"{number(finals[0], finals[1] - finals[0])} to {number(finals[1], finals[1] - finals[0])}" in row
     assert "±" not in row
     convs = [s[j]["convergence"] for j in ("2", "3")]
@@ -153,13 +154,13 @@ def test_two_seeds_are_reported_as_their_two_values(sweep, cli):
 
 
 def test_curve_at_a_logged_step_is_the_mean_over_seeds(sweep, report):
-    c = curve(group(report, "optim.lr=0.2").runs, "gan/loss_g", "step", None)
+    c = curve(group(report, "lr=0.2").runs, "gan/loss_g", "step", None)
     records = [[json.loads(line) for line in (sweep / "sweep" / j / "metrics.jsonl").read_text().splitlines()] for j in "23"]
     at_50 = [next(r["gan/loss_g"] for r in rec if r["step"] == 50) for rec in records]
     i = int(np.flatnonzero(c.x == 50)[0])
     assert c.n[i] == 2
     assert c.mean[i] == pytest.approx(np.mean(at_50))
-    assert (c.lo[i], c.hi[i]) == pytest.approx((min(at_50), max(at_50)))  # two seeds: their values, not t = 12.7
+    assert np.isnan(c.lo[i]) and np.isnan(c.hi[i])  # two seeds: no band (t = 12.7); the figure draws the runs
 
 
 def test_t_interval_on_known_numbers():
@@ -193,3 +194,25 @@ def test_runs_of_different_lengths_and_step_grids_align_on_logged_steps():
 def test_no_runs_is_a_clear_error(tmp_path):
     proc = report_cli(str(tmp_path))
     assert proc.returncode == 1 and "no run folders" in proc.stdout
+
+
+def test_labels_name_groups_everywhere_and_a_bad_one_stops_before_any_work(sweep, tmp_path):
+    """`runner-report --label 'SELECTOR:NAME'`: the group is NAME in the terminal, the tables and the
+    legends; a selector matching no group or several is one line naming it and the groups, with
+    nothing written; a label without `:NAME` is argparse's usage error."""
+    out = tmp_path / "named"
+    proc = report_cli(str(sweep), "--out", str(out), "--label", "lr=0.2:EG, mid step",
+                      "--label", "optim.lr=2 scheme=extragradient:EG too big")
+    assert proc.returncode == 0, proc.stdout
+    live, flat = (out / "index.html").read_text(), " ".join(proc.stdout.split())
+    assert "<td>EG, mid step</td>" in live and "<td>EG too big</td>" in live and "EG, mid step" in flat
+    assert '"legendgroup":"EG, mid step (n=2, no band)"' in live and "<td>task=gan scheme=extragradient lr=0.05" in live
+    for label, said in (("lr=0.3:x", "matches no group"), ("scheme=extragradient:x", "matches 3 groups")):
+        bad = report_cli(str(sweep), "--out", str(tmp_path / "bad"), "--label", label)
+        text = " ".join(bad.stdout.split())
+        assert bad.returncode == 1 and f"--label '{label}' {said}" in text, text
+        assert "task=gan scheme=extragradient lr=0.05 steps=200 path_every=0" in text  # the groups' automatic names
+        assert not (tmp_path / "bad").exists()
+    usage = subprocess.run([sys.executable, "-m", "runner.report", str(sweep), "--label", "lr=0.2"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "expected 'key=value [key=value ...]:NAME'" in usage.stderr

@@ -94,7 +94,7 @@ def numbers(text: str) -> list[float]:
 
 
 def test_three_seeds_get_a_geometric_mean_and_a_t_interval_of_log_rates(report):
-    cells = row(report.html.read_text(), "Convergence verdict of", "optim.lr=0.1")
+    cells = row(report.html.read_text(), "Convergence verdict of", "lr=0.1")
     logs = np.log(RATES_3)
     half = T_975_2 * logs.std(ddof=1) / math.sqrt(3)
     centre, lo, hi = numbers(cells[3])
@@ -109,22 +109,22 @@ def test_three_seeds_get_a_geometric_mean_and_a_t_interval_of_log_rates(report):
 
 def test_two_seeds_are_a_range_and_a_repeat_counts_once(report):
     html = report.html.read_text()
-    cells = row(html, "Convergence verdict of", "optim.lr=0.2")
+    cells = row(html, "Convergence verdict of", "lr=0.2")
     assert cells[3] == "0.60 to 0.70"  # the rerun of seed 0 (0.6, later) replaces its first run (0.5)
     assert "2 seeds' values" in cells[4] and cells[1] == "linear (2/2)"
     assert "12.7" not in cells[3]
-    g = next(g for g in report.groups if g.label == "optim.lr=0.2")
+    g = next(g for g in report.groups if g.label == "lr=0.2")
     assert sorted(str(r.path.parent.name) + "/" + r.path.name for r in g.runs) == ["rerun/b0", "sweep/b1"]
     assert [(left.path.parent.name, kept.path.parent.name) for left, kept in g.repeats] == [("sweep", "rerun")]
     assert "Repeats of one seed, counted once" in html
-    assert "1 repeat of a seed left out" in row(html, "Groups", "optim.lr=0.2")[1]
+    assert "1 repeat of a seed left out" in row(html, "Groups", "lr=0.2")[1]
 
 
 def test_one_seed_shows_its_own_interval_and_differing_kinds_are_not_pooled(report):
     html = report.html.read_text()
-    one = row(html, "Convergence verdict of", "optim.lr=0.3")
+    one = row(html, "Convergence verdict of", "lr=0.3")
     assert one[3] == "0.990 [0.985, 0.995]" and "the run's own 95% interval" in one[4]
-    mixed = row(html, "Convergence verdict of", "optim.lr=0.4")
+    mixed = row(html, "Convergence verdict of", "lr=0.4")
     assert mixed[1] == "linear (2/3), sublinear (1/3)"
     assert mixed[3] == "0.80 to 0.90" and "over the 2 linear seeds only" in mixed[7]
 
@@ -132,7 +132,7 @@ def test_one_seed_shows_its_own_interval_and_differing_kinds_are_not_pooled(repo
 def test_no_r2_anywhere_and_each_run_has_its_window_and_reason(report):
     html = report.html.read_text()
     assert "R²" not in html and "0.123" not in html  # conv/r2 = 0.123456 in every summary
-    cells = row(html, "Convergence verdict of each run", "optim.lr=0.3")
+    cells = row(html, "Convergence verdict of each run", "lr=0.3")
     assert cells[3:8] == ["linear", "rate 0.990 [0.985, 0.995]", "50-100", "11", "linear: over steps 50-100 (11 points)"]
 
 
@@ -143,11 +143,11 @@ def test_local_rate_figure_draws_the_median_of_the_runs_and_marks_the_window(rep
     fig = local_figure(report.groups)
     rate_ax, = fig.axes  # every group is led by linear seeds: no exponent panel
     lines = {l.get_gid(): l for l in rate_ax.get_lines() if l.get_gid()}
-    median = lines["median optim.lr=0.1"]
+    median = lines["median lr=0.1"]
     x, y = median.get_xdata(), median.get_ydata()
     at_50 = [r + (1 - r) * math.exp(-5) for r in RATES_3]
     assert y[list(x).index(50)] == pytest.approx(np.median(at_50))
-    window = lines["window optim.lr=0.1"].get_xdata()
+    window = lines["window lr=0.1"].get_xdata()
     assert window.min() == 50 and window.max() == 90  # the fit window, where the local curve has entries
     assert rate_ax.get_ylabel() == "local rate per step" and rate_ax.get_xscale() == "linear"
 

@@ -53,7 +53,7 @@ def refused(capsys, monkeypatch, tmp_path: Path, *args: str) -> str:
     (["optim=sgd", "+optim.momentun=0.9"], "optim.momentun: not an argument of torch.optim.SGD; allowed: lr, momentum"),
     (["task.epochs=5", "task.steps=7"], "task.epochs=5, task.steps=7: set exactly one budget"),
     (["task.loss=hinge"], "task.loss='hinge': allowed: cross_entropy, mse"),
-    (["task=gan", "precision=fp64"], "precision=fp64: task=gan does not compute in float64"),
+    (["task=diffusion", "precision=fp64"], "precision=fp64: task=diffusion does not compute in float64"),
 ])
 def test_a_bad_value_is_refused_before_any_work(args, message, capsys, monkeypatch, tmp_path):
     out = refused(capsys, monkeypatch, tmp_path, *args)

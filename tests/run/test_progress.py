@@ -186,3 +186,21 @@ def test_the_sweep_table_fits_the_terminal_and_says_what_it_left_out(width):
         assert "not shown at 80 columns: train/loss, time" in text, text
     else:
         assert "train/loss" in text and "0.2 s" in text and "not shown" not in text, text
+
+
+def test_a_table_rich_would_widen_past_80_columns_is_not_cut_at_the_edge():
+    """Wrapped overrides and a two-line verdict: rich keeps each column's min_width and laid this
+    table out one column wider than the terminal, which cut its right edge (seen at 80 columns)."""
+    rows = []
+    for i, (seed, lr) in enumerate([(0, 0.01), (0, 0.05), (1, 0.01), (1, 0.05)]):
+        summary = {"status": "completed", "final": {"gan/dist_to_eq": 3.651}, "steps": 200, "wall_time_s": 4.6,
+                   "convergence": {"conv/metric": "gan/dist_to_eq", "conv/kind": "diverging", "conv/rate": 1.00125}}
+        rows.append({"job": str(i), "overrides": ["task=gan", f"seed={seed}", f"optim.lr={lr}", "logger=none",
+                                                  "task.steps=200"],
+                     "status": "completed", "summary": summary, "skipped": False, "this_sweep": True})
+    console = Console(width=80, file=io.StringIO(), record=True)
+    console.print(sweep.sweep_table(rows, Path("outputs/multirun/2026-12-02/15-09-09"), console))
+    text = console.export_text()
+    table = [line for line in text.splitlines() if line.startswith(("┃", "│", "┏", "└"))]
+    assert all(line.rstrip().endswith(("┃", "│", "┓", "┘")) for line in table), text
+    assert "diverging rate" in text and "optim.lr=0.05" in text, text
