@@ -105,7 +105,7 @@ LAUNCHER = "hydra_plugins.runner_lanes.lanes_launcher"
 PHASES = {
     "composing": [("hydra._internal.config_loader_impl", "ConfigLoaderImpl.load_sweep_config"),
                   (LAUNCHER, "Composer._derived")],
-    ".hydra/ files": [("hydra.core.utils", "_save_config"), (LAUNCHER, "_save_config")],
+    ".hydra/ files": [("hydra.core.utils", "_save_config"), (LAUNCHER, "SavedYaml.save")],
     "steps": [("runner.run.job", "train"), ("runner.lanes.group_run", "train")],
     "convergence fit": [("runner.run.outcome", "fit_tail")],
     "summary.json": [("runner.run.outcome", "_write_summary")],
@@ -161,7 +161,8 @@ def lanes_vs_basic(overrides: list[str], jobs: int, rounds: int = 1) -> dict[str
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         task_class = get_object(compose("config", overrides=overrides).task._target_)
-    phases = {**PHASES, "figures": [(task_class.__module__, f"{task_class.__name__}.figures")]}
+    phases = {**PHASES, **({"figures": [(task_class.__module__, f"{task_class.__name__}.figures")]}
+                           if hasattr(task_class, "figures") else {})}
     times: dict[str, list[float]] = {"basic": [], "lanes": []}
     where: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,27 +15,20 @@ import contextlib
 import copy
 import logging
 import os
-import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import (JobReturn, JobRuntime, JobStatus, _flush_loggers, _save_config, configure_log,
+from hydra.core.utils import (JobReturn, JobRuntime, JobStatus, _flush_loggers, configure_log,
                               env_override, run_job, setup_globals)
 from hydra.plugins.launcher import Launcher
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from hydra_plugins.runner_lanes.saved import SavedYaml
+from runner.common.copies import duplicate
+
 log = logging.getLogger(__name__)
-
-
-def duplicate(cfg: DictConfig) -> DictConfig:
-    """A deep copy of a composed config: through pickle (how Hydra's remote launchers ship a job's
-    config), a quarter of `copy.deepcopy`'s time; a config that does not pickle is deep-copied."""
-    try:
-        return pickle.loads(pickle.dumps(cfg, protocol=pickle.HIGHEST_PROTOCOL))
-    except Exception:  # noqa: BLE001 - any value pickle refuses: the slower copy is as good
-        return copy.deepcopy(cfg)
 
 
 def without_hydra(cfg: DictConfig) -> DictConfig:
@@ -67,6 +60,7 @@ class Job:
         self.ret: JobReturn | None = None
         self.task_cfg = without_hydra(self.config)  # what run_job hands the task function
         self.hydra_cfg: DictConfig | None = None  # HydraConfig's own copy, made once (`begin`)
+        self.log_cfg: DictConfig | None = None  # its job_logging resolved, made once (`_log_here`)
 
     @contextlib.contextmanager
     def enter(self) -> Iterator[None]:
@@ -77,11 +71,29 @@ class Job:
         else:  # set_config copies the hydra node, about half of a small lane's start and end: once a job
             HydraConfig.instance().cfg = self.hydra_cfg
         try:
-            configure_log(self.config.hydra.job_logging, self.config.hydra.verbose)
+            self._log_here()
             with env_override(self.config.hydra.job.env_set):
                 yield
         finally:
             HydraConfig.instance().cfg = saved
+
+    def opened(self) -> contextlib.AbstractContextManager:
+        """`enter`, the job begun at the first (its .hydra/ files and on_job_start just before its
+        lane starts, under one set-up of its logging)."""
+        if self.ret is None:
+            self.begin()
+        return self.enter()
+
+    def _log_here(self) -> None:
+        """Logging to this job's runner.log (Hydra's configure_log), unless it is already set up for
+        it: on its job_logging resolved once, as resolving its interpolations is most of a call."""
+        if self.launcher.logging_for is self:
+            return
+        logging_cfg = self.config.hydra.job_logging
+        if self.log_cfg is None and logging_cfg is not None:
+            self.log_cfg = OmegaConf.create(OmegaConf.to_container(logging_cfg, resolve=True))
+        configure_log(self.log_cfg, self.config.hydra.verbose)
+        self.launcher.logging_for = self
 
     def begin(self) -> None:
         cfg = self.config
@@ -100,9 +112,10 @@ class Job:
         with self.enter():
             if cfg.hydra.output_subdir is not None:
                 out = Path(cfg.hydra.runtime.output_dir) / str(cfg.hydra.output_subdir)
-                _save_config(self.task_cfg, "config.yaml", out)
-                _save_config(ret.hydra_cfg, "hydra.yaml", out)
-                _save_config(cfg.hydra.overrides.task, "overrides.yaml", out)
+                files = self.launcher.saved
+                files.save(self.task_cfg, "config.yaml", out)
+                files.save(ret.hydra_cfg, "hydra.yaml", out)
+                files.save(cfg.hydra.overrides.task, "overrides.yaml", out)
             self.launcher.hydra_context.callbacks.on_job_start(config=cfg, task_function=self.launcher.task_function)
 
     def run_alone(self) -> None:
@@ -184,6 +197,8 @@ class LanesLauncher(Launcher):
         self.config: DictConfig | None = None
         self.hydra_context: Any = None
         self.task_function: Any = None
+        self.logging_for: Job | None = None  # the job whose runner.log logging goes to now (Job._log_here)
+        self.saved = SavedYaml()  # the .hydra/ files' text, pieces shared by the jobs
 
     def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
@@ -204,7 +219,7 @@ class LanesLauncher(Launcher):
         from runner.run.identity import resolved_config
 
         setup_globals()
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self._log_sweep()
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         composer = Composer(self.hydra_context.config_loader, self.config)
         jobs = [Job(self, o, idx, composer) for o, idx in zip(job_overrides, idxs, strict=True)]
@@ -232,19 +247,27 @@ class LanesLauncher(Launcher):
 
         if alone:
             return {m: self._alone(jobs[m]) for m in members}
-        for m in members:
-            jobs[m].begin()
-        codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].enter())
         returns = {}
+
+        def ended(k: int, code: int) -> None:
+            returns[members[k]] = jobs[members[k]].end(code)
+
+        codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened(), ended)
         for m, code in zip(members, codes):
+            if m in returns:
+                continue
             if code is None:
                 jobs[m].run_alone()
             returns[m] = jobs[m].end(code)
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self._log_sweep()
         return returns
 
     def _alone(self, job: Job) -> JobReturn:
         ret = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=job.config,
                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
-        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self._log_sweep()
         return ret
+
+    def _log_sweep(self) -> None:
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        self.logging_for = None

@@ -16,7 +16,6 @@ that exits 0. It also tells the sweep's progress lines how many jobs there are (
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
 import runner.sweep.summary as sweep
+from runner.common.copies import duplicate
 
 
 class CoveringSweeper(BasicSweeper):
@@ -75,7 +75,7 @@ def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> dic
     for num, job in enumerate(jobs):
         key = groups(job, is_group)
         touches_hydra = any(o.lstrip("+~").startswith("hydra.") for o in job)
-        cfg = copy.deepcopy((composed if touches_hydra else light)[key])  # most of the time is this copy
+        cfg = duplicate((composed if touches_hydra else light)[key])  # most of the time is this copy
         ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides([o for o in job if o not in key]), cfg)
         choices = cfg.hydra.runtime.choices
         try:

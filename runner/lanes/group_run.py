@@ -60,9 +60,12 @@ def _build(started: Sequence[lanes.Lane], factories: Sequence[dict]) -> tuple[ob
     return task, opts
 
 
-def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager]) -> list[int | None]:
+def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager],
+        ended: Callable[[int, int], None] | None = None) -> list[int | None]:
     """Run the jobs `cfgs` (each job's config, `enter(i)` its Hydra context) as one lane group.
-    Returns each job's exit code, None for a job that must run on its own."""
+    Returns each job's exit code, None for a job that must run on its own. `ended(i, code)`, when
+    given, is called in job i's context as its lane ends (completed or diverged; the launcher's end
+    of the job under the same set-up of its logging)."""
     codes: list[int | None] = [None] * len(cfgs)
     live: dict[int, lanes.Lane] = {}
     stop = stops.arm()
@@ -82,7 +85,7 @@ def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager]) -> l
     try:
         for order in parts.values():
             waiting -= set(order)
-            _part(order, live, [factories[i] for i in order], codes, enter, stop)
+            _part(order, live, [factories[i] for i in order], codes, enter, stop, ended)
     except KeyboardInterrupt as e:
         for i in sorted(waiting):  # not trained in this attempt: their checkpoints (if any) stay as they were
             e_i = stops.Stopped(e.signum, stage="before its lanes ran") if isinstance(e, stops.Stopped) else e
@@ -94,7 +97,8 @@ def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager]) -> l
 
 
 def _part(order: list[int], live: dict[int, lanes.Lane], factories: list[dict], codes: list[int | None],
-          enter: Callable[[int], ContextManager], stop: stops.StopSignals) -> None:
+          enter: Callable[[int], ContextManager], stop: stops.StopSignals,
+          ended: Callable[[int, int], None] | None = None) -> None:
     """The lanes `order`, all at one step, as one batched computation, each ended (its code set);
     `factories`: their optimizer factories (build.lane_factories), in the same order."""
     part = [live[i] for i in order]
@@ -141,6 +145,8 @@ def _part(order: list[int], live: dict[int, lanes.Lane], factories: list[dict], 
     for k, (i, (steps, reason)) in enumerate(zip(order, got)):
         with enter(i):
             codes[i] = lanes.end(part[k], 0, steps, reason)
+            if ended is not None:
+                ended(i, codes[i])
 
 
 def _abandon(lane: lanes.Lane) -> None:

@@ -93,7 +93,7 @@ def start(cfg: DictConfig) -> Lane | int | None:
         s["provenance"] = provenance.record(hc.overrides.task, cfg.seed, rt.device, s["threads"])
         name, tags, group = describe(hc)
         lane.tracker = build.tracker(cfg, {**resolved, "provenance": s["provenance"]}, run_dir, name, tags, group,
-                                     run_id=state and state["wandb_id"])
+                                     run_id=state and state["wandb_id"], alongside=True)
         s["wandb_id"] = lane.tracker.id
         seed_everything(cfg.seed)
         lane.task = build.task(cfg, rt)

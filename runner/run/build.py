@@ -71,10 +71,12 @@ def lane_factories(cfg: DictConfig, task: Task) -> dict[str, tuple[str, Optimize
 
 
 def tracker(cfg: DictConfig, config: dict, run_dir: Path, name: str, tags: Sequence[str], group: str | None,
-            run_id: str | None = None):
+            run_id: str | None = None, alongside: bool = False):
     """`config`: what the tracker's run records as its config (the resolved config and the run's
-    provenance); `run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint)."""
+    provenance); `run_id`: the id of the tracker's run to continue (a run resumed from its checkpoint);
+    `alongside`: other runs of this process stay open while this one runs (the lanes of a group)."""
     factory = instantiate(cfg.logger)
     user_group = cfg.logger.get("group")
+    extra = {"alongside": True} if alongside else {}
     return factory(run_dir=run_dir, config=config, name=name,
-                   tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group, run_id=run_id)
+                   tags=[*tags, *cfg.logger.get("tags", [])], group=user_group or group, run_id=run_id, **extra)

@@ -68,7 +68,7 @@ class WandbTracker:
     def __init__(self, run_dir: Path, config: dict, name: str, tags: Sequence[str], project: str,
                  mode: str, entity: str | None = None, group: str | None = None, job_type: str = "train",
                  run_id: str | None = None, fallback: str = "offline", check_timeout: float = 3.0,
-                 finish_timeout: float | None = 60.0, **_: Any):
+                 finish_timeout: float | None = 60.0, alongside: bool = False, **_: Any):
         import wandb
 
         _check(fallback, check_timeout, finish_timeout)
@@ -81,7 +81,9 @@ class WandbTracker:
             wandb.init, project=project, entity=entity, group=group, job_type=job_type,
             id=run_id, resume="allow" if run_id else None,  # a resumed run continues its wandb run
             name=name, tags=list(tags), config=config, dir=str(run_dir),
-            reinit="finish_previous",  # a sweep in one process never logs into the previous job's run
+            # a sweep in one process never logs into the previous job's run; the lanes of a group
+            # (`alongside`) each keep their own run open at once
+            reinit="create_new" if alongside else "finish_previous",
             settings=wandb.Settings(**settings))
         self.run = network.start_run(wandb, start, mode, fallback, check_timeout, self.run_dir, say)
         if self.run is None:

@@ -318,10 +318,7 @@ class PolicyOptimization:
 
     def figures(self, run_dir: Path) -> dict[str, Path]:
         """The learned policy's mean move in each cell, over a heat map of V^pi (policy.png)."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from tasks.gridworld import picture
 
         m = self.mdp
         with torch.no_grad():
@@ -333,24 +330,7 @@ class PolicyOptimization:
         direction = moves.sum(0) / moves.norm(dim=2, keepdim=True).sum(0).clamp_min(1e-12)
         arrows = (ev.pi @ direction).cpu().numpy()  # expected (drow, dcol) per state
         wall, goal, end = cell_kinds(self.env)
-        fig, ax = plt.subplots(figsize=(1 + 0.8 * cols, 0.8 * rows + 0.8))
         values = np.ma.masked_array(ev.V_plain.reshape(rows, cols).cpu().numpy(), wall.reshape(rows, cols))
-        cmap = plt.get_cmap("viridis").with_extremes(bad="0.25")  # walls: dark grey, outside the colour scale
-        im = ax.imshow(values, cmap=cmap)
-        fig.colorbar(im, ax=ax, label=r"$V^\pi(s)$")
-        rr, cc = np.divmod(np.arange(len(wall)), cols)
-        live = ~(wall | goal | end)
-        ax.quiver(cc[live], rr[live], arrows[live, 1], -arrows[live, 0], color="white", scale=1.6, scale_units="xy")
-        if end.any():
-            ax.scatter(cc[end], rr[end], marker="s", s=120, facecolors="none", edgecolors="red", label="ends the episode")
-        ax.scatter(cc[goal], rr[goal], marker="*", s=220, color="gold", edgecolors="black", label="goal")
-        if wall.any():
-            ax.scatter([], [], marker="s", s=120, color="0.25", label="never entered")
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7, frameon=False)
         subopt = float(m.rho @ (self.v_star - ev.V))
-        ax.set_title(f"{self.env_name} {self.method} tau={self.tau:g}\nsubopt {subopt:.2e}", fontsize=9)
-        ax.set_xticks(range(cols)), ax.set_yticks(range(rows))
-        path = run_dir / "policy.png"
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        return {"rl/policy": path}
+        title = f"{self.env_name} {self.method} tau={self.tau:g}\nsubopt {subopt:.2e}"
+        return {"rl/policy": picture.policy(values, arrows, wall, goal, end, title, run_dir / "policy.png")}
