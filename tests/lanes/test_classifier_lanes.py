@@ -7,15 +7,12 @@ below, with the same verdicts."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pytest
 
-from runner.run.metrics import read_records
 from tests.helpers import data_dir_for
-from tests.lanes.test_lanes import NOT_COMPARED, same_sweeps, sweep
+from tests.lanes.test_lanes import float32_sweeps, same_sweeps, sweep
 
 BUDGET = ("task.epochs=null", "task.steps=12", "log_every=3", "eval_every=6")
 
@@ -59,22 +56,7 @@ def test_classifier_lanes_equal_single_runs_in_float64(capsys, tmp_path, request
 def test_classifier_lanes_in_float32_match_within_rounding_and_give_the_same_verdicts(capsys, tmp_path, optim, rtol):
     args = ("task=digits", "task.epochs=null", "task.steps=40", "log_every=4", "eval_every=20", *optim,
             "seed=0,1", "precision=fp32", "threads=1")
-    assert sweep(capsys, tmp_path / "basic", *args)[0] == 0
-    code, out = sweep(capsys, tmp_path / "lanes", *args, "hydra/launcher=lanes")
-    assert code == 0 and "4 jobs as one batched computation" in out, out
-    worst = 0.0
-    for job in "0123":
-        b, lanes = (tmp_path / d / job for d in ("basic", "lanes"))
-        rb, rl = read_records(b / "metrics.jsonl"), read_records(lanes / "metrics.jsonl")
-        assert [r.keys() for r in rb] == [r.keys() for r in rl]
-        for x, y in zip(rb, rl):
-            assert x.get("eval/acc") == y.get("eval/acc")
-            for k in x:
-                if k not in NOT_COMPARED and isinstance(x[k], float) and math.isfinite(x[k]):
-                    worst = max(worst, abs(x[k] - y[k]) / max(abs(x[k]), 1e-30))
-        sb, sl = (json.loads((d / "summary.json").read_text()) for d in (b, lanes))
-        assert (sb["status"], sb["steps"]) == (sl["status"], sl["steps"])
-        assert sb["convergence"]["conv/kind"] == sl["convergence"]["conv/kind"], (sb["convergence"], sl["convergence"])
+    worst = float32_sweeps(capsys, tmp_path, "eval/acc", *args)
     assert 0 < worst <= rtol, worst  # 0: the lanes would not be batched kernels at all
 
 

@@ -8,12 +8,11 @@ in float32 within the tolerance below, with the same verdicts."""
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
 from runner.run.metrics import read_records
-from tests.lanes.test_lanes import NOT_COMPARED, same_sweeps, sweep
+from tests.lanes.test_lanes import float32_sweeps, same_sweeps
 
 # 95 parameters (a 16-4-2 generator, a 2-4-1 discriminator): the exact Jacobian below jacobian_max=200
 SMALL = ("task=gan", "task.game=mog", "model=mlp", "model.hidden=[4]", "task.batch_size=16", "task.eval_samples=200",
@@ -55,22 +54,7 @@ def test_mog_lanes_in_float32_match_within_rounding_and_give_the_same_verdicts(c
             "task.eval_samples=300", "task.w2_samples=200", "task.steps=60", "log_every=5", "eval_every=30",
             "task.jacobian_every=30", f"optim={optim}", "optim.lr=0.01,0.02", "seed=0,1", "precision=fp32",
             "threads=1")
-    assert sweep(capsys, tmp_path / "basic", *args)[0] == 0
-    code, out = sweep(capsys, tmp_path / "lanes", *args, "hydra/launcher=lanes")
-    assert code == 0 and "4 jobs as one batched computation" in out, out
-    worst = 0.0
-    for job in "0123":
-        b, lanes = (tmp_path / d / job for d in ("basic", "lanes"))
-        rb, rl = read_records(b / "metrics.jsonl"), read_records(lanes / "metrics.jsonl")
-        assert [r.keys() for r in rb] == [r.keys() for r in rl]
-        for x, y in zip(rb, rl):
-            assert x.get("gan/modes") == y.get("gan/modes")
-            for k in x:
-                if k not in NOT_COMPARED and isinstance(x[k], float) and math.isfinite(x[k]):
-                    worst = max(worst, abs(x[k] - y[k]) / max(abs(x[k]), 1e-30))
-        sb, sl = (json.loads((d / "summary.json").read_text()) for d in (b, lanes))
-        assert (sb["status"], sb["steps"]) == (sl["status"], sl["steps"])
-        assert sb["convergence"]["conv/kind"] == sl["convergence"]["conv/kind"], (sb["convergence"], sl["convergence"])
+    worst = float32_sweeps(capsys, tmp_path, "gan/modes", *args)
     print(f"float32 {optim}: worst relative difference {worst:.3g}")
     assert 0 < worst <= FLOAT32_RTOL[optim], worst  # 0: the lanes would not be batched kernels at all
 

@@ -79,6 +79,29 @@ def same_sweeps(capsys, tmp_path: Path, *args: str) -> str:
     return out
 
 
+def float32_sweeps(capsys, tmp_path: Path, exact: str, *args: str) -> float:
+    """Run `args` (4 jobs, float32) through both launchers; assert the same record keys, the same
+    `exact` metric (a count: equal), status, steps and verdict; return the worst relative difference
+    of the other values, for the caller's tolerance."""
+    assert sweep(capsys, tmp_path / "basic", *args)[0] == 0
+    code, out = sweep(capsys, tmp_path / "lanes", *args, "hydra/launcher=lanes")
+    assert code == 0 and "4 jobs as one batched computation" in out, out
+    worst = 0.0
+    for job in "0123":
+        b, lanes = (tmp_path / d / job for d in ("basic", "lanes"))
+        rb, rl = read_records(b / "metrics.jsonl"), read_records(lanes / "metrics.jsonl")
+        assert [r.keys() for r in rb] == [r.keys() for r in rl]
+        for x, y in zip(rb, rl):
+            assert x.get(exact) == y.get(exact)
+            for k in x:
+                if k not in NOT_COMPARED and isinstance(x[k], float) and math.isfinite(x[k]):
+                    worst = max(worst, abs(x[k] - y[k]) / max(abs(x[k]), 1e-30))
+        sb, sl = (json.loads((d / "summary.json").read_text()) for d in (b, lanes))
+        assert (sb["status"], sb["steps"]) == (sl["status"], sl["steps"])
+        assert sb["convergence"]["conv/kind"] == sl["convergence"]["conv/kind"], (sb["convergence"], sl["convergence"])
+    return worst
+
+
 @pytest.mark.parametrize("args", [
     ("problem=quadratic", "optim=sgd", "optim.lr=0.1,0.5"),
     ("problem=least_squares", "optim=momentum", "optim.lr=0.05,0.1", "optim.momentum=0.5,0.9"),
