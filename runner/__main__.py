@@ -60,7 +60,8 @@ def refused(cfg: DictConfig, hc: DictConfig) -> bool:
     from runner.validation.rules import RuleError
 
     try:
-        found = validate.problems(cfg, hc.runtime.choices, OmegaConf.to_container(hc.runtime.config_sources))
+        found = [] if validate.checked_by_sweep(hc.overrides.task) else validate.problems(
+            cfg, hc.runtime.choices, OmegaConf.to_container(hc.runtime.config_sources))
     except RuleError as e:  # a `{...}` comment in a config file that is not a rule: the file's author's to fix
         found = [str(e)]
     later = "  (then each key is checked against its class, and the task's own checks run)"

@@ -42,8 +42,10 @@ def without_hydra(cfg: DictConfig) -> DictConfig:
 
 
 def point(cfg: DictConfig) -> None:
-    """HydraConfig.get() on this job's `hydra` node, as set_config sets it, without set_config's copy
-    of the node: for resolving this job's values (`${hydra:...}`) before the job's own is made."""
+    """HydraConfig.get() on this job's `hydra` node, read-only as set_config makes it, without
+    set_config's copy of the node (most of a small lane's start and end): the job's config is not
+    changed once it has begun, and `${hydra:...}` and the node's own interpolations into the job's
+    config resolve as against set_config's copy, whose parent is the job's config."""
     OmegaConf.set_readonly(cfg.hydra, True)
     HydraConfig.instance().cfg = cfg
 
@@ -55,21 +57,22 @@ class Job:
     def __init__(self, launcher: LanesLauncher, overrides: Sequence[str], idx: int, composer: Composer):
         self.launcher, self.idx, self.overrides = launcher, idx, list(overrides)
         self.config = composer.compose(self.overrides)
-        with open_dict(self.config):
-            self.config.hydra.job.id = self.config.hydra.job.num = idx
+        cfg = self.config
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = idx
+        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):  # as run_job sets it, before any resolution
+            cfg.hydra.runtime.output_dir = os.path.abspath(os.path.join(
+                str(OmegaConf.select(cfg, "hydra.sweep.dir")), str(OmegaConf.select(cfg, "hydra.sweep.subdir"))))
         self.ret: JobReturn | None = None
         self.task_cfg = without_hydra(self.config)  # what run_job hands the task function
-        self.hydra_cfg: DictConfig | None = None  # HydraConfig's own copy, made once (`begin`)
         self.log_cfg: DictConfig | None = None  # its job_logging resolved, made once (`_log_here`)
+        self.resolved: dict | None = None  # its config resolved, as its lane starts with it (`LanesLauncher.compose`)
 
     @contextlib.contextmanager
     def enter(self) -> Iterator[None]:
         """This job's HydraConfig, logging and environment, as run_job sets them for its task."""
         saved = HydraConfig.instance().cfg
-        if self.hydra_cfg is None:
-            HydraConfig.instance().set_config(self.config)
-        else:  # set_config copies the hydra node, about half of a small lane's start and end: once a job
-            HydraConfig.instance().cfg = self.hydra_cfg
+        point(self.config)
         try:
             self._log_here()
             with env_override(self.config.hydra.job.env_set):
@@ -98,14 +101,9 @@ class Job:
     def begin(self) -> None:
         cfg = self.config
         point(cfg)
-        output_dir = os.path.join(str(OmegaConf.select(cfg, "hydra.sweep.dir")),
-                                  str(OmegaConf.select(cfg, "hydra.sweep.subdir")))
-        with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
-            cfg.hydra.runtime.output_dir = os.path.abspath(output_dir)
-        HydraConfig.instance().set_config(cfg)
-        self.hydra_cfg = HydraConfig.instance().cfg  # read-only: every `enter` and the JobReturn share it
+        output_dir = cfg.hydra.runtime.output_dir
         self.ret = ret = JobReturn()
-        ret.cfg, ret.hydra_cfg = self.task_cfg, self.hydra_cfg
+        ret.cfg, ret.hydra_cfg = self.task_cfg, cfg  # `hydra_cfg.hydra` as run_job's (`point`)
         ret.overrides = OmegaConf.to_container(cfg.hydra.overrides.task)
         Path(output_dir).mkdir(parents=True, exist_ok=True)
         ret.working_dir = os.getcwd()  # hydra.job.chdir=true jobs never reach here (`lane_capable`)
@@ -114,7 +112,7 @@ class Job:
                 out = Path(cfg.hydra.runtime.output_dir) / str(cfg.hydra.output_subdir)
                 files = self.launcher.saved
                 files.save(self.task_cfg, "config.yaml", out)
-                files.save(ret.hydra_cfg, "hydra.yaml", out)
+                files.save(cfg, "hydra.yaml", out, only="hydra")
                 files.save(cfg.hydra.overrides.task, "overrides.yaml", out)
             self.launcher.hydra_context.callbacks.on_job_start(config=cfg, task_function=self.launcher.task_function)
 
@@ -223,11 +221,10 @@ class LanesLauncher(Launcher):
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         composer = Composer(self.hydra_context.config_loader, self.config)
         jobs = [Job(self, o, idx, composer) for o, idx in zip(job_overrides, idxs, strict=True)]
-        resolved = []
         for job in jobs:
             point(job.config)
-            resolved.append(resolved_config(job.task_cfg))
-        return jobs, resolved
+            job.resolved = resolved_config(job.task_cfg)
+        return jobs, [job.resolved for job in jobs]
 
     def plan(self, jobs: Sequence[Job], resolved: Sequence[dict]) -> list[tuple[list[int], str | None]]:
         """The lane groups (positions in `jobs`), each with why its jobs run one by one (None: as lanes)."""
@@ -252,7 +249,8 @@ class LanesLauncher(Launcher):
         def ended(k: int, code: int) -> None:
             returns[members[k]] = jobs[members[k]].end(code)
 
-        codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened(), ended)
+        codes = group_run.run([jobs[m].task_cfg for m in members], lambda k: jobs[members[k]].opened(), ended,
+                              [jobs[m].resolved for m in members])
         for m, code in zip(members, codes):
             if m in returns:
                 continue

@@ -28,14 +28,16 @@ class SavedYaml:
     def __init__(self) -> None:
         self.pieces: dict[str, str] = {}
 
-    def text(self, cfg: DictConfig) -> str:
+    def text(self, cfg: DictConfig, only: str | None = None) -> str:
+        """`only`: the text of the config holding just that key (hydra.yaml: `hydra`), as of set_config's copy."""
         try:
-            data = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+            data = OmegaConf.to_container(cfg if only is None else cfg[only], resolve=False, enum_to_str=True)
+            data = data if only is None else {only: data}
             if isinstance(data, dict) and data and all(isinstance(k, str) for k in data):
                 return self._body((), data)
         except Exception:  # noqa: BLE001 - an entry that does not dump alone: the whole, as Hydra dumps it
             pass
-        return OmegaConf.to_yaml(cfg)
+        return OmegaConf.to_yaml(cfg if only is None else OmegaConf.masked_copy(cfg, only))
 
     def _body(self, path: tuple[str, ...], mapping: dict[str, Any]) -> str:
         """The lines of the mapping at `path` (below its keys' lines), entry by entry."""
@@ -63,7 +65,7 @@ class SavedYaml:
             self.pieces[name] = text
         return self.pieces[name]
 
-    def save(self, cfg: DictConfig, filename: str, output_dir: Path) -> None:
+    def save(self, cfg: DictConfig, filename: str, output_dir: Path, only: str | None = None) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
         with open(str(output_dir / filename), "w", encoding="utf-8") as file:
-            file.write(self.text(cfg))
+            file.write(self.text(cfg, only))

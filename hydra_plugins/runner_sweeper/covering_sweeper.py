@@ -47,10 +47,16 @@ class CoveringSweeper(BasicSweeper):
         loader = self.hydra_context.config_loader
         overrides = OverridesParser.create(config_loader=loader).parse_overrides([*self._parse_config(), *arguments])
         jobs = [job for batch in self.split_arguments(overrides, None) for job in batch]
-        found = job_problems(jobs, self.config, loader)
+        found, unchecked = job_problems(jobs, self.config, loader)
         if found:
             raise ConfigCompositionException(report(found, len(jobs)))
-        return super().sweep(arguments)
+        from runner.validation.validate import sweep_checked
+
+        sweep_checked(job for num, job in enumerate(jobs) if num not in unchecked)  # while this sweep runs
+        try:
+            return super().sweep(arguments)
+        finally:
+            sweep_checked([])
 
     def get_job_batch(self) -> Sequence[Sequence[str]]:
         sweep.expect(sum(len(batch) for batch in self.overrides))  # every batch is known before the first
@@ -60,8 +66,9 @@ class CoveringSweeper(BasicSweeper):
         """Nothing more to check: `sweep` checked every job of every batch before the first."""
 
 
-def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> dict[str, list[int]]:
-    """{problem: the numbers of the jobs that have it}, over every job's composed config."""
+def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> tuple[dict[str, list[int]], set[int]]:
+    """{problem: the numbers of the jobs that have it}, over every job's composed config, and the
+    numbers of the jobs whose check raised (each job checks itself again as it starts)."""
     from runner.validation.validate import problems
     from runner.validation.classes import deep_problems
 
@@ -72,6 +79,7 @@ def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> dic
         composed[key] = loader.load_sweep_config(master, list(key))
     light = {key: _without_most_of_hydra(cfg) for key, cfg in composed.items()}
     found: dict[str, list[int]] = {}
+    unchecked = set()
     for num, job in enumerate(jobs):
         key = groups(job, is_group)
         touches_hydra = any(o.lstrip("+~").startswith("hydra.") for o in job)
@@ -82,9 +90,10 @@ def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> dic
             listed = problems(cfg, choices) or deep_problems(cfg, choices, devices=False)
         except Exception:  # noqa: BLE001 - a check that raised: the job itself reports it
             listed = []
+            unchecked.add(num)
         for p in listed:
             found.setdefault(p, []).append(num)
-    return found
+    return found, unchecked
 
 
 def _without_most_of_hydra(cfg: Any) -> Any:

@@ -61,22 +61,24 @@ def _build(started: Sequence[lanes.Lane], factories: Sequence[dict]) -> tuple[ob
 
 
 def run(cfgs: Sequence[DictConfig], enter: Callable[[int], ContextManager],
-        ended: Callable[[int, int], None] | None = None) -> list[int | None]:
+        ended: Callable[[int, int], None] | None = None, resolved: Sequence[dict] | None = None) -> list[int | None]:
     """Run the jobs `cfgs` (each job's config, `enter(i)` its Hydra context) as one lane group.
     Returns each job's exit code, None for a job that must run on its own. `ended(i, code)`, when
     given, is called in job i's context as its lane ends (completed or diverged; the launcher's end
-    of the job under the same set-up of its logging)."""
+    of the job under the same set-up of its logging). `resolved`: each config resolved in its
+    context, when the launcher has it (runner.run.identity.resolved_config)."""
     codes: list[int | None] = [None] * len(cfgs)
     live: dict[int, lanes.Lane] = {}
     stop = stops.arm()
     for i, cfg in enumerate(cfgs):
         with enter(i):
-            got = lanes.start(cfg)
+            got = lanes.start(cfg, resolved[i] if resolved is not None else None)
         if isinstance(got, lanes.Lane):
             live[i] = got
         else:
             codes[i] = got
-    factories = {i: build.lane_factories(ln.cfg, ln.task) for i, ln in live.items()}
+    made: dict = {}  # the factories of each bucket key, made once
+    factories = {i: build.lane_factories(ln.cfg, ln.task, made) for i, ln in live.items()}
     keys = {i: [k for k, _f, _s in factories[i].values()] for i in live}
     parts: dict[int, list[int]] = {}  # by the step the lanes resume after; equal hyperparameters side by side
     for i in sorted(live, key=lambda i: (live[i].start_step, keys[i])):

@@ -57,9 +57,10 @@ class Lane:
     clocks: tuple[float, float] = (0.0, 0.0)  # training and wall time of its records before a resume
 
 
-def start(cfg: DictConfig) -> Lane | int | None:
+def start(cfg: DictConfig, resolved: dict | None = None) -> Lane | int | None:
     """A lane ready for its first step (or, resumed from its checkpoint, the step after it); or the
-    job's exit code when it ended here (skipped, its folder busy, its start failed)."""
+    job's exit code when it ended here (skipped, its folder busy, its start failed). `resolved`:
+    `cfg` resolved in this job's context, when the launcher has it already."""
     hc = HydraConfig.get()
     run_dir, sweep_dir = Path(hc.runtime.output_dir), Path(hc.sweep.dir) if hc.mode == RunMode.MULTIRUN else None
     try:
@@ -72,7 +73,7 @@ def start(cfg: DictConfig) -> Lane | int | None:
     try:
         if held.note:
             aside.warn(held.note)
-        resolved = identity.resolved_config(cfg)
+        resolved = resolved if resolved is not None else identity.resolved_config(cfg)
         digest = lane.summary["config_digest"] = identity.config_digest(resolved)
         done = identity.prepare_folder(run_dir, sweep_dir, digest, cfg.rerun)
         if done is not None:
@@ -84,7 +85,7 @@ def start(cfg: DictConfig) -> Lane | int | None:
         state = lane.state = None if cfg.rerun else checkpoint.load(run_dir, digest)
         set_aside_finished_summary(run_dir)
         lane.space = reserve(run_dir)
-        validate(cfg, hc.runtime.choices)
+        validate(cfg, hc.runtime.choices, overrides=hc.overrides.task if sweep_dir else None)
         rt = lane.rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile,
                                            job_num=hc.job.num if sweep_dir else None)
         s = lane.summary
@@ -109,7 +110,8 @@ def start(cfg: DictConfig) -> Lane | int | None:
                                 for role, m in lane.task.models().items()}  # lanes take no `aux` optimizer
         with open_dict(cfg):
             cfg.total_steps = lane.task.total_steps
-        lane.tracker.update_config(identity.resolved_config(cfg))
+        if not isinstance(lane.tracker, NullTracker):  # logger=none: nothing to update
+            lane.tracker.update_config(identity.resolved_config(cfg))
         lane.rec = Recorder(cfg, run_dir, cfg.metrics.primary or lane.task.primary, lane.task.total_steps,
                             lane.tracker, name, resume_step=lane.start_step if state else None)
         lane.rec.reporter = Quiet()

@@ -59,14 +59,19 @@ def optimizers(cfg: DictConfig, task: Task) -> dict[str, OptimizerSet]:
     return sets
 
 
-def lane_factories(cfg: DictConfig, task: Task) -> dict[str, tuple[str, OptimizerFactory, SchedulerFactory]]:
+def lane_factories(cfg: DictConfig, task: Task, made: dict | None = None,
+                   ) -> dict[str, tuple[str, OptimizerFactory, SchedulerFactory]]:
     """For a lane of a group (runner/lanes/): each role's bucket key (its optimizer and schedule
-    as plain values: lanes with equal keys may share one optimizer), optimizer and schedule factories."""
+    as plain values: lanes with equal keys may share one optimizer), optimizer and schedule factories.
+    `made`: {key: factories} shared by the lanes of a group, so equal keys are instantiated once."""
+    made = {} if made is None else made
     out = {}
     for role, (node, _aux, _graph) in optimizer_nodes(cfg, task).items():
         key = json.dumps([OmegaConf.to_container(node), OmegaConf.to_container(cfg.sched, resolve=True)],
                          sort_keys=True, default=str)
-        out[role] = (key, instantiate(node), instantiate(cfg.sched))
+        if key not in made:
+            made[key] = (instantiate(node), instantiate(cfg.sched))
+        out[role] = (key, *made[key])
     return out
 
 

@@ -109,7 +109,7 @@ def _run(cfg: DictConfig, run_dir: Path, stop: stops.StopSignals) -> int:
         state = None if cfg.rerun else checkpoint.load(run_dir, digest)
         set_aside_finished_summary(run_dir)
         space = reserve(run_dir)
-        validate(cfg, hc.runtime.choices)
+        validate(cfg, hc.runtime.choices, overrides=hc.overrides.task if sweep_dir else None)
         rt = Runtime.from_config(cfg.device, cfg.precision, cfg.compile, job_num=hc.job.num if sweep_dir else None)
         summary["device"], summary["precision"] = str(rt.device), rt.precision
         summary["threads"] = set_threads(cfg.threads, rt.device.type, parallel_jobs(hc))

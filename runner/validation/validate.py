@@ -38,10 +38,29 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp64")
 LOGGER_MODES = ("online", "offline", "disabled")
 
 
-def validate(cfg: DictConfig, choices: Mapping[str, str], sources: Iterable[Mapping] | None = None) -> None:
+SWEEP_CHECKED: set[tuple[str, ...]] = set()  # the jobs (overrides) this process's sweep found no problem in
+
+
+def sweep_checked(jobs: Iterable[Iterable[str]]) -> None:
+    """The jobs of the sweep about to launch, each checked by `problems` and `deep_problems` without
+    its devices (hydra_plugins/runner_sweeper) and found clean: their runs skip the first pass
+    (`[]` when the sweep ends)."""
+    SWEEP_CHECKED.clear()
+    SWEEP_CHECKED.update(tuple(job) for job in jobs)
+
+
+def checked_by_sweep(overrides: Iterable[str] | None) -> bool:
+    """Whether the job of these overrides is one the running sweep checked and found clean."""
+    return overrides is not None and tuple(overrides) in SWEEP_CHECKED
+
+
+def validate(cfg: DictConfig, choices: Mapping[str, str], sources: Iterable[Mapping] | None = None,
+             overrides: Iterable[str] | None = None) -> None:
     """Raise ConfigError listing every problem; `choices` maps group to selected option, `sources`
-    are Hydra's config sources (default: the config's or the running job's, else the runner's conf/)."""
-    found = problems(cfg, choices, sources)
+    are Hydra's config sources (default: the config's or the running job's, else the runner's conf/).
+    `overrides`: the job's, when it is a sweep's: a job the sweep has checked (`sweep_checked`)
+    skips the first pass, which the sweep ran on the same config (a third of a small job's checks)."""
+    found = [] if checked_by_sweep(overrides) else problems(cfg, choices, sources)
     if not found:
         from runner.validation.classes import deep_problems  # imports torch
 

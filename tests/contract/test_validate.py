@@ -230,3 +230,26 @@ def _at(tree: dict, key: str):
     for part in key.split("."):
         tree = tree[part]
     return tree
+
+
+@pytest.mark.parametrize("launcher", ["basic", "lanes"])
+def test_a_sweeps_jobs_skip_the_first_pass_the_sweep_ran_on_them(launcher, tmp_path, capsys, monkeypatch):
+    """The sweep checks every job before launch (hydra_plugins/runner_sweeper); its jobs skip that
+    pass, once each, and only while it runs; a job the sweep could not check checks itself."""
+    import runner.validation.validate as validation
+    from hydra_plugins.runner_sweeper import covering_sweeper
+    from tests.helpers import run_main
+
+    calls = []
+    real = validation.problems
+    monkeypatch.setattr(validation, "problems", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real_jobs = covering_sweeper.job_problems
+    monkeypatch.setattr(covering_sweeper, "job_problems",
+                        lambda *a: (real_jobs(*a)[0], {1}))  # as if the check of job 1 had raised
+    code, out = run_main(capsys, "-m", "task=gan", "task.steps=20", "seed=0,1,2", "logger=none",
+                         f"hydra.sweep.dir={tmp_path}", *(["hydra/launcher=lanes"] if launcher == "lanes" else []))
+    assert code == 0, out
+    # the sweep's three, then job 1's own (twice through the basic launcher: the app's check, then its run's)
+    assert len(calls) == 3 + (1 if launcher == "lanes" else 2)
+    assert validation.SWEEP_CHECKED == set()
+    assert all((tmp_path / str(k) / "summary.json").is_file() for k in range(3))

@@ -28,5 +28,6 @@ def test_the_text_is_omegaconfs_for_each_job(task):
             job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
             for part in (job, hydra, cfg.hydra.overrides.task, OmegaConf.create({}), OmegaConf.create({"a": {}})):
                 assert saved.text(part) == OmegaConf.to_yaml(part)
+            assert saved.text(cfg, only="hydra") == OmegaConf.to_yaml(hydra)  # hydra.yaml from the whole config
             first = first if seed else len(saved.pieces)
     assert len(saved.pieces) < 1.5 * first  # most pieces were reused by the later jobs
