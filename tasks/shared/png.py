@@ -30,6 +30,9 @@ def save_tight(fig: Figure, path: Path, dpi: float) -> Path:
     import matplotlib
     from matplotlib.backends.backend_agg import RendererAgg
 
+    if fig.get_layout_engine() is not None:  # it moves the axes at the draw, after the box would be measured
+        fig.savefig(path, dpi=dpi, bbox_inches="tight", pil_kwargs={"compress_level": 3})
+        return path
     if fig.dpi != dpi:
         fig.set_dpi(dpi)  # measured at the resolution it is drawn at: text sizes follow the dpi
     renderer = _measures.get(fig)

@@ -17,6 +17,7 @@ from PIL import Image
 from tasks.gan import figures
 from tasks.gan.games import Bilinear
 from tasks.gridworld import picture
+from tasks.shared import png
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -24,9 +25,9 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGBA"))
 
 
-def saved_new(fig, path: Path) -> np.ndarray:
+def saved_new(fig, path: Path, dpi: float = 120) -> np.ndarray:
     """The reference: a new figure, saved as the tasks saved it before tasks/shared/png.py."""
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return pixels(path)
 
@@ -75,3 +76,15 @@ def test_the_policy_picture_redrawn_has_a_new_figures_pixels(tmp_path, walls):
         picture._open.clear()
         new.append(saved_new(picture._figure(v, a, wall, goal, end, t), tmp_path / f"new{k}.png"))
     assert_same_pixels(kept, new)
+
+
+
+def test_a_figure_with_a_layout_engine_is_saved_as_savefig_saves_it(tmp_path):
+    def constrained():
+        fig, ax = plt.subplots(figsize=(3, 2), layout="constrained")
+        ax.plot([0, 1e5], [0, 1])
+        ax.set_title("constrained")
+        return fig
+
+    kept = pixels(png.save_tight(constrained(), tmp_path / "kept.png", dpi=100))
+    assert_same_pixels([kept], [saved_new(constrained(), tmp_path / "new.png", dpi=100)])
