@@ -44,15 +44,20 @@ def spirals(n: int) -> list[torch.Tensor]:
                          (1 + k) * torch.exp(0.1 * k * t) * torch.sin(3 * t)], 1) * 10.0 ** (2 * k) for k in range(n)]
 
 
+def bilinear(eq: tuple[float, float]) -> Bilinear:
+    game = Bilinear.__new__(Bilinear)  # only what the picture reads: a seed's equilibrium
+    game.eq = (torch.tensor([eq[0]]), torch.tensor([eq[1]]))
+    return game
+
+
 def test_the_phase_plane_redrawn_has_a_new_figures_pixels(tmp_path):
-    game = Bilinear.__new__(Bilinear)
-    game.eq = (torch.tensor([0.5]), torch.tensor([-1.0]))
+    runs = list(zip([bilinear((0.5, -1.0)), bilinear((-3.0, 2.0)), bilinear((0.0, 0.0))], spirals(3), strict=True))
     figures._planes.clear()
     kept = [pixels(figures.phase_plane(game, "alternating", path, tmp_path / f"kept{k}.png"))
-            for k, path in enumerate(spirals(3))]
-    assert len(figures._planes) == 1  # one figure, redrawn
+            for k, (game, path) in enumerate(runs)]
+    assert len(figures._planes) == 1  # one figure, redrawn, whatever the equilibrium
     new = []
-    for k, path in enumerate(spirals(3)):
+    for k, (game, path) in enumerate(runs):
         figures._planes.clear()
         new.append(saved_new(figures._plane(game, "alternating", path), tmp_path / f"new{k}.png"))
     assert_same_pixels(kept, new)
