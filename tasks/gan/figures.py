@@ -10,42 +10,53 @@ from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 
+from tasks.shared.png import save_tight
+
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from torch import Tensor
 
     from tasks.gan.games import Bilinear, Dirac, Mixture
 
 
-_planes: dict[tuple, tuple] = {}  # (game, scheme, equilibrium) -> (figure, axes, path line, start), kept open
+_planes: dict[tuple, tuple] = {}  # (game, scheme) -> (figure, axes, path line, start, equilibrium), kept open
 
 
 def phase_plane(game: Bilinear | Dirac, scheme: str, trajectory: Tensor, path: Path) -> Path:
     """phase.png: the trajectory of a two-parameter game's iterates, with its start and equilibrium.
-    Drawn on one figure per game and scheme, kept open and redrawn with each run's trajectory
-    (building the axes and their text is a fifth of drawing them; the runs of a sweep in one process
-    share it); the file is byte for byte a new figure's (tests/tasks/test_pictures.py)."""
+    Drawn on one figure per game and scheme, kept open and redrawn with each run's trajectory and
+    equilibrium (a new figure costs over a third more: axes, text, legend; the runs of a sweep in one
+    process share it, whatever their seeds), and saved by tasks/shared/png.py; the pixels are a new
+    figure's (tests/tasks/test_pictures.py)."""
+    return save_tight(_plane(game, scheme, trajectory), path, dpi=120)
+
+
+def _plane(game: Bilinear | Dirac, scheme: str, trajectory: Tensor) -> Figure:
+    """The phase plane's figure holding this trajectory: kept from an earlier run of the same game and
+    scheme, its line, start and equilibrium moved (the bilinear game's equilibrium differs between
+    seeds), or new."""
     xs, ys = trajectory.cpu().T.tolist()
     eq = [float(e[0]) for e in game.eq]
-    key = (type(game).__name__, tuple(game.planar_names), scheme, tuple(eq))
-    if key not in _planes:
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        line, = ax.plot(xs, ys, lw=0.8)
-        start = ax.scatter([xs[0]], [ys[0]], c="green", label="start", zorder=3)
-        ax.scatter(*eq, c="red", marker="*", s=120, label="equilibrium", zorder=3)
-        ax.set_xlabel(game.planar_names[0])
-        ax.set_ylabel(game.planar_names[1])
-        ax.set_title(f"{type(game).__name__.lower()} game, {scheme} GDA", fontsize=9)
-        ax.legend(fontsize=8)
-        _planes[key] = fig, ax, line, start
-    else:
-        fig, ax, line, start = _planes[key]
+    key = (type(game).__name__, tuple(game.planar_names), scheme)
+    if key in _planes:
+        fig, ax, line, start, star = _planes[key]
         line.set_data(xs, ys)
         start.set_offsets([[xs[0], ys[0]]])
-        ax.relim()  # the limits a new figure takes: the line's and both points'
+        star.set_offsets([eq])
+        ax.relim()  # the limits a new figure takes: the line's and both points' (relim skips scatters)
         ax.update_datalim([[xs[0], ys[0]], eq])
         ax.autoscale_view()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+        return fig
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    line, = ax.plot(xs, ys, lw=0.8)
+    start = ax.scatter([xs[0]], [ys[0]], c="green", label="start", zorder=3)
+    star = ax.scatter(*eq, c="red", marker="*", s=120, label="equilibrium", zorder=3)
+    ax.set_xlabel(game.planar_names[0])
+    ax.set_ylabel(game.planar_names[1])
+    ax.set_title(f"{type(game).__name__.lower()} game, {scheme} GDA", fontsize=9)
+    ax.legend(fontsize=8)
+    _planes[key] = fig, ax, line, start, star
+    return fig
 
 
 def _panel(ax, game: Mixture, snapshot: tuple, title: str) -> None:
