@@ -100,7 +100,10 @@ def _ask(url: str, timeout: float, proxy: str | None) -> str | None:
         except urllib.error.HTTPError as e:  # the server (or a proxy) answered
             answer[0] = f"HTTP {e.code} from a proxy" if e.code in GATEWAY_ERRORS else None
         except urllib.error.URLError as e:
-            answer[0] = str(e.reason)
+            if not isinstance(e.reason, TimeoutError):  # a timeout keeps its message, whichever side of the join it falls
+                answer[0] = str(e.reason)
+        except TimeoutError:  # the socket's own timeout, the same as the wait's: no answer within it
+            pass
         except Exception as e:  # noqa: BLE001 - anything else that stops the request is the reason
             answer[0] = f"{type(e).__name__}: {e}"
 
