@@ -69,8 +69,9 @@ class CoveringSweeper(BasicSweeper):
 def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> tuple[dict[str, list[int]], set[int]]:
     """{problem: the numbers of the jobs that have it}, over every job's composed config, and the
     numbers of the jobs whose check raised (each job checks itself again as it starts)."""
-    from runner.validation.validate import problems
+    from runner.tracking.tracker import import_before_torch
     from runner.validation.classes import deep_problems
+    from runner.validation.validate import problems
 
     is_group = loader.repository.group_exists
     parser = OverridesParser.create(config_loader=loader)
@@ -87,7 +88,10 @@ def job_problems(jobs: Sequence[Sequence[str]], master: Any, loader: Any) -> tup
         ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides([o for o in job if o not in key]), cfg)
         choices = cfg.hydra.runtime.choices
         try:
-            listed = problems(cfg, choices) or deep_problems(cfg, choices, devices=False)
+            listed = problems(cfg, choices)
+            if not listed:
+                import_before_torch(cfg.logger)
+                listed = deep_problems(cfg, choices, devices=False)
         except Exception:  # noqa: BLE001 - a check that raised: the job itself reports it
             listed = []
             unchecked.add(num)

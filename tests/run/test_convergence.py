@@ -138,3 +138,13 @@ def test_sharpness_matches_the_top_eigenvalue_of_a_quadratic():
     x = torch.randn(6, dtype=torch.float64, requires_grad=True)
     loss = 0.5 * x @ a @ x
     assert top_hessian_eigenvalue(loss, [x], iters=200, rtol=1e-12) == pytest.approx(9.0, rel=1e-6)
+
+
+def test_t_quantile_is_scipy_stats_ppf():
+    """t_quantile computes with scipy.special (scipy.stats is not imported by a run): the same floats."""
+    from scipy.stats import t
+
+    from runner.task.convergence import t_quantile
+
+    for df in [*range(1, 400), 1000, 4999, 10**5]:
+        assert t_quantile(df) == float(t.ppf(0.975, df))
