@@ -62,6 +62,7 @@ from tasks.diffusion.closed_forms import (Dynamics, Process, default_times, gaus
                                           rms_distance, time_grid, w2_gaussian)
 from tasks.diffusion.orders import FLOOR_MARGIN, MIN_POINTS, ROUNDING, error_floor, local_orders, order_verdict
 from tasks.diffusion.samplers import ReverseSDE, adaptive
+from tasks.shared.png import save_tight
 from tasks.shared.transport import w2 as sample_w2
 
 TIME_FEATURES = 9  # log-sigma and 4 sine/cosine pairs: the learned model's time input
@@ -322,7 +323,7 @@ class DiffusionSampling:
             ax.set_aspect("equal", adjustable="datalim")
         axes[0][0].legend(fontsize=7, markerscale=4, loc="upper right")
         samples = run_dir / "samples.png"
-        fig.savefig(samples, dpi=110, bbox_inches="tight")
+        save_tight(fig, samples, dpi=110)
         plt.close(fig)
 
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
@@ -347,6 +348,6 @@ class DiffusionSampling:
         ax.set_ylabel("error (dotted: reference or noise floor)")
         ax.legend(fontsize=7)
         errors = run_dir / "error_vs_nfe.png"
-        fig.savefig(errors, dpi=110, bbox_inches="tight")
+        save_tight(fig, errors, dpi=110)
         plt.close(fig)
         return {"diff/samples": samples, "diff/error_vs_nfe": errors}

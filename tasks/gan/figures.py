@@ -82,7 +82,7 @@ def samples(game: Mixture, scheme: str, run_dir: Path) -> dict[str, Path]:
     _panel(ax, game, snaps[-1], f"step {step}: {len(fake)} generated vs real, {scheme} GDA")
     ax.legend(fontsize=7, markerscale=3, loc="upper right")
     final = run_dir / "samples.png"
-    fig.savefig(final, dpi=120, bbox_inches="tight")
+    save_tight(fig, final, dpi=120)
     plt.close(fig)
     picks = sorted({round(i * (len(snaps) - 1) / 7) for i in range(8)}) if len(snaps) > 8 else range(len(snaps))
     cols = min(4, len(picks))
@@ -94,6 +94,6 @@ def samples(game: Mixture, scheme: str, run_dir: Path) -> dict[str, Path]:
         _panel(ax, game, snaps[i], f"step {snaps[i][0]}")
     fig.tight_layout()
     progress = run_dir / "samples_progress.png"
-    fig.savefig(progress, dpi=110, bbox_inches="tight")
+    save_tight(fig, progress, dpi=110)
     plt.close(fig)
     return {"gan/samples": final, "gan/samples_progress": progress}

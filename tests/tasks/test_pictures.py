@@ -93,3 +93,30 @@ def test_a_figure_with_a_layout_engine_is_saved_as_savefig_saves_it(tmp_path):
 
     kept = pixels(png.save_tight(constrained(), tmp_path / "kept.png", dpi=100))
     assert_same_pixels([kept], [saved_new(constrained(), tmp_path / "new.png", dpi=100)])
+
+
+@pytest.mark.parametrize("task, overrides, names", [
+    ("gan", ["task.game=mog", "model=mlp", "task.steps=40", "eval_every=20", "model.hidden=[16,16]"],
+     ["samples.png", "samples_progress.png"]),
+    ("diffusion", ["task.steps=[4,8,16]"], ["samples.png", "error_vs_nfe.png"]),
+])
+def test_new_figures_saved_tight_have_plain_savefigs_pixels(task, overrides, names, tmp_path, capsys, monkeypatch):
+    """The mog GAN's and diffusion's pictures (new figures each run) through png.save_tight, against
+    the same run with save_tight swapped for plain savefig(bbox_inches="tight")."""
+    from tests.helpers import run_main
+
+    def plain(fig, path, dpi):
+        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        return path
+
+    got = {}
+    for how in ("tight", "plain"):
+        with monkeypatch.context() as m:
+            if how == "plain":
+                for module in ("tasks.gan.figures", "tasks.diffusion.task"):
+                    m.setattr(f"{module}.save_tight", plain)
+            code, out = run_main(capsys, f"task={task}", *overrides, "logger=none", f"hydra.run.dir={tmp_path / how}")
+        assert code == 0, out
+        got[how] = [pixels(tmp_path / how / name) for name in names]
+    for a, b in zip(got["tight"], got["plain"], strict=True):
+        assert a.shape == b.shape and (a == b).all()
