@@ -104,6 +104,8 @@ def _part(order: list[int], live: dict[int, lanes.Lane], factories: list[dict], 
     """The lanes `order`, all at one step, as one batched computation, each ended (its code set);
     `factories`: their optimizer factories (build.lane_factories), in the same order."""
     part = [live[i] for i in order]
+    for k, ln in enumerate(part):  # in summary.json: its wall time overlaps the other lanes' (README "Lanes")
+        ln.summary["lanes"] = {"jobs": len(part), "lane": k}
     first, start = part[0], part[0].start_step
     resumed = f", resumed at step {start}" if start else ""
     console.print(f"lanes: {len(order)} jobs as one batched computation{resumed}", highlight=False)

@@ -129,6 +129,8 @@ def test_game_lanes_with_adam_two_time_scales_and_the_phase_plane(capsys, tmp_pa
     same_sweeps(capsys, tmp_path, "task=gan", "optim=adam", "task.steps=100", "log_every=10", "seed=0,1,2",
                 "task.lr_ratio=1,2", "task.path_every=5")
     assert (tmp_path / "lanes" / "0" / "phase.png").exists()
+    summaries = [json.loads((tmp_path / launcher / "0" / "summary.json").read_text()) for launcher in ("lanes", "basic")]
+    assert summaries[0]["lanes"] == {"jobs": 6, "lane": 0} and "lanes" not in summaries[1]  # how the job ran
 
 
 def test_refused_configs_run_one_by_one_and_say_why(capsys, tmp_path):
